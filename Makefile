@@ -1,0 +1,39 @@
+# zkrecipes: the two commands are `make demo` and `make test`.
+GO       ?= go
+GOBIN    := $(shell $(GO) env GOPATH)/bin
+PKGS     := ./...
+TIMEOUT  ?= 40m
+
+.PHONY: test demo deps deps-zk fmt-check vet staticcheck unit bench
+
+## test: install what is missing, then gofmt check, go vet, staticcheck and the race-enabled tests against real ZooKeeper
+test: deps fmt-check vet staticcheck
+	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+## demo: start a local 3-node ensemble (unless ZK_SERVERS is set) and walk through the session scenarios
+demo: deps-zk
+	$(GO) run ./examples/session-states
+
+deps:
+	@scripts/install-deps.sh all
+
+deps-zk:
+	@scripts/install-deps.sh zk
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GOBIN)/staticcheck $(PKGS)
+
+## unit: the tests that need no ZooKeeper
+unit:
+	$(GO) test -short -count=1 $(PKGS)
+
+## bench: the benchmarks, with ratios against plain go-zookeeper/zk
+bench: deps-zk
+	$(GO) test -run '^$$' -bench . -benchtime 2000x $(PKGS)

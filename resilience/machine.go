@@ -1,0 +1,244 @@
+package resilience
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// item is one thing for the state machine to digest: a session event from a
+// connection (with the session id sniffed off its handshake), or the news
+// that credentials were added to a connection.
+type item struct {
+	gen      *generation
+	ev       zk.Event
+	sid      int64
+	authDone bool
+	at       time.Time
+}
+
+// inbox is an unbounded FIFO: go-zookeeper/zk's callback must never block,
+// and no event may be dropped.
+type inbox struct {
+	mu     sync.Mutex
+	items  []item
+	signal chan struct{}
+}
+
+func (q *inbox) push(it item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *inbox) drain() []item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
+// run is the state machine: the only goroutine that changes the session's
+// state, so transitions are totally ordered.
+func (s *Session) run() {
+	defer close(s.machineDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.inbox.signal:
+			for _, it := range s.inbox.drain() {
+				s.handle(it)
+			}
+		case <-timer.C:
+			s.presumeExpiry(time.Now())
+		case <-s.closing:
+			s.shutdown()
+			return
+		}
+		timer.Stop()
+		if d, ok := s.presumeDeadline(); ok {
+			timer.Reset(time.Until(d))
+		}
+	}
+}
+
+func (s *Session) handle(it item) {
+	g := it.gen
+	if g != s.gen {
+		return // a retired connection
+	}
+	if it.authDone {
+		g.authDone = true
+		if p := g.parked; p != nil {
+			g.parked = nil
+			s.onSession(*p)
+		}
+		return
+	}
+	cur := s.snap.Load()
+	switch it.ev.State {
+	case zk.StateHasSession:
+		if !g.authDone {
+			g.parked = &it
+			return
+		}
+		s.onSession(it)
+	case zk.StateDisconnected:
+		g.parked = nil
+		if cur.state.HasSession() {
+			s.transition(Suspended, CauseConnectionLost, cur.sid, cur.sid, it.ev.Server, it.at)
+		}
+	case zk.StateExpired:
+		g.parked = nil
+		switch {
+		case cur.state.HasSession():
+			s.transition(Suspended, CauseConnectionLost, cur.sid, cur.sid, it.ev.Server, it.at)
+			fallthrough
+		case cur.state == Suspended:
+			s.lostSessionID = cur.sid
+			s.transition(Lost, CauseExpired, cur.sid, 0, it.ev.Server, it.at)
+		}
+	}
+}
+
+// onSession handles a session granted or resumed by the ensemble.
+func (s *Session) onSession(it item) {
+	cur := s.snap.Load()
+	sid, srv := it.sid, it.ev.Server
+	switch cur.state {
+	case Connecting:
+		s.transition(Connected, CauseSessionEstablished, 0, sid, srv, it.at)
+	case Suspended:
+		if sid == cur.sid {
+			s.transition(Reconnected, CauseSessionResumed, sid, sid, srv, it.at)
+			return
+		}
+		s.lostSessionID = cur.sid
+		s.transition(Lost, CauseExpired, cur.sid, 0, srv, it.at)
+		s.newSession(sid, srv, it.at)
+	case Lost:
+		if sid == s.lostSessionID {
+			// Presumed expired, but the ensemble kept it (the server had
+			// lost quorum). Close it so its ephemerals go now, and start a
+			// session of our own: holders were already told it was lost.
+			s.log.Warn("zookeeper: presumed-lost session is still alive; closing it and opening a new one",
+				"session", sessionHex(sid), "server", srv)
+			old := s.gen
+			if err := s.dial(); err != nil {
+				s.log.Error("zookeeper: opening a new connection failed", "error", err)
+				return
+			}
+			s.retire(old)
+			return
+		}
+		s.newSession(sid, srv, it.at)
+	case Connected, Reconnected:
+		if sid != cur.sid {
+			s.transition(Suspended, CauseConnectionLost, cur.sid, cur.sid, srv, it.at)
+			s.lostSessionID = cur.sid
+			s.transition(Lost, CauseExpired, cur.sid, 0, srv, it.at)
+			s.newSession(sid, srv, it.at)
+		}
+	}
+}
+
+func (s *Session) newSession(sid int64, srv string, at time.Time) {
+	s.transition(Connected, CauseSessionEstablished, s.lostSessionID, sid, srv, at)
+	s.startRebuild(sid)
+}
+
+// presumeDeadline is when a Suspended session is presumed expired.
+func (s *Session) presumeDeadline() (time.Time, bool) {
+	sn := s.snap.Load()
+	if sn.state != Suspended || s.cfg.presumeFraction <= 0 {
+		return time.Time{}, false
+	}
+	g := s.gen
+	timeout := time.Duration(g.info.timeout.Load())
+	if timeout <= 0 {
+		timeout = s.cfg.sessionTimeout
+	}
+	base := time.Unix(0, g.info.lastRecv.Load())
+	if g.info.lastRecv.Load() == 0 {
+		base = time.Now()
+	}
+	return base.Add(time.Duration(float64(timeout) * s.cfg.presumeFraction)), true
+}
+
+func (s *Session) presumeExpiry(now time.Time) {
+	d, ok := s.presumeDeadline()
+	if !ok || now.Before(d) {
+		return
+	}
+	cur := s.snap.Load()
+	s.lostSessionID = cur.sid
+	s.transition(Lost, CausePresumedExpired, cur.sid, 0, cur.server, now)
+}
+
+func (s *Session) shutdown() {
+	if s.rebuildCancel != nil {
+		s.rebuildCancel()
+	}
+	cur := s.snap.Load()
+	s.transition(Closed, CauseClosed, cur.sid, 0, cur.server, time.Now())
+	s.mu.Lock()
+	for sub := range s.subs {
+		sub.finish()
+	}
+	s.subs = nil
+	s.mu.Unlock()
+	s.retire(s.gen)
+}
+
+// transition publishes a new state to waiting operations, listeners,
+// subscribers, telemetry and the log, in that order.
+func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server string, at time.Time) {
+	cur := s.snap.Load()
+	if server == "" {
+		server = cur.server
+	}
+	tr := Transition{
+		From: cur.state, To: to,
+		OldSessionID: oldSID, SessionID: newSID,
+		Server: server, Time: at, Cause: cause,
+		Timeout: time.Duration(s.gen.info.timeout.Load()),
+	}
+	if tr.Timeout == 0 {
+		tr.Timeout = s.cfg.sessionTimeout
+	}
+	sid := newSID
+	if to == Suspended {
+		sid = cur.sid
+	}
+	s.snap.Store(&snapshot{state: to, sid: sid, gen: s.gen, server: server, changed: make(chan struct{})})
+	close(cur.changed)
+
+	s.mu.Lock()
+	listeners := make([]func(Transition), 0, len(s.listeners))
+	for _, fn := range s.listeners {
+		listeners = append(listeners, fn)
+	}
+	for sub := range s.subs {
+		sub.push(tr)
+	}
+	s.mu.Unlock()
+	for _, fn := range listeners {
+		fn(tr)
+	}
+
+	s.tel.observe(tr)
+	level := slogLevel(to)
+	s.log.Log(context.Background(), level, "zookeeper session "+to.String(),
+		"from", tr.From.String(), "cause", cause.String(),
+		"old_session", sessionHex(oldSID), "session", sessionHex(newSID),
+		"server", server, "timeout", tr.Timeout)
+}

@@ -1,0 +1,503 @@
+package resilience
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// ProtectedPrefix starts the name of every node made by CreateProtected:
+// "_c_" + a random UUID + "-", Curator's format, so a client can find its
+// own node after a lost reply.
+const ProtectedPrefix = "_c_"
+
+func opError(op, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("zookeeper %s %s: %w", op, p, err)
+}
+
+// Get returns a node's data and stat. On connection loss it waits for the
+// session and reads again.
+func (s *Session) Get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return nil, nil, err
+	}
+	var data []byte
+	var st *zk.Stat
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		data, st, err = sn.gen.conn.Get(p)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, nil, opError("get", p, err)
+	}
+	return data, st, nil
+}
+
+// GetW is Get that also sets a data watch. The channel receives one event;
+// EventNotWatching means the watch was lost with its session.
+func (s *Session) GetW(ctx context.Context, p string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return nil, nil, nil, err
+	}
+	var data []byte
+	var st *zk.Stat
+	var ch <-chan zk.Event
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		data, st, ch, err = sn.gen.conn.GetW(p)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, nil, nil, opError("get", p, err)
+	}
+	return data, st, ch, nil
+}
+
+// Children returns the names of a node's children.
+func (s *Session) Children(ctx context.Context, p string) ([]string, *zk.Stat, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	var st *zk.Stat
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		names, st, err = sn.gen.conn.Children(p)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, nil, opError("children", p, err)
+	}
+	return names, st, nil
+}
+
+// ChildrenW is Children that also sets a child watch.
+func (s *Session) ChildrenW(ctx context.Context, p string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return nil, nil, nil, err
+	}
+	var names []string
+	var st *zk.Stat
+	var ch <-chan zk.Event
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		names, st, ch, err = sn.gen.conn.ChildrenW(p)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, nil, nil, opError("children", p, err)
+	}
+	return names, st, ch, nil
+}
+
+// Exists reports whether a node exists, with its stat if it does.
+func (s *Session) Exists(ctx context.Context, p string) (bool, *zk.Stat, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return false, nil, err
+	}
+	var ok bool
+	var st *zk.Stat
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		ok, st, err = sn.gen.conn.Exists(p)
+		return err
+	}, nil)
+	if err != nil {
+		return false, nil, opError("exists", p, err)
+	}
+	return ok, st, nil
+}
+
+// ExistsW is Exists that also sets a watch (fires on creation, change or
+// deletion).
+func (s *Session) ExistsW(ctx context.Context, p string) (bool, *zk.Stat, <-chan zk.Event, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return false, nil, nil, err
+	}
+	var ok bool
+	var st *zk.Stat
+	var ch <-chan zk.Event
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+		ok, st, ch, err = sn.gen.conn.ExistsW(p)
+		return err
+	}, nil)
+	if err != nil {
+		return false, nil, nil, opError("exists", p, err)
+	}
+	return ok, st, ch, nil
+}
+
+// Sync makes the connected server catch up with the leader for p, so that a
+// following read sees every write committed before the Sync.
+func (s *Session) Sync(ctx context.Context, p string) error {
+	if err := ValidatePath(p, false); err != nil {
+		return err
+	}
+	err := s.do(ctx, false, func(sn *snapshot, _ bool) error {
+		_, err := sn.gen.conn.Sync(p)
+		return err
+	}, nil)
+	return opError("sync", p, err)
+}
+
+type createMode struct {
+	ephemeral, sequential, container bool
+}
+
+func parseFlags(flags int32) (createMode, error) {
+	switch flags {
+	case zk.FlagPersistent:
+		return createMode{}, nil
+	case zk.FlagEphemeral:
+		return createMode{ephemeral: true}, nil
+	case zk.FlagSequence:
+		return createMode{sequential: true}, nil
+	case zk.FlagEphemeralSequential:
+		return createMode{ephemeral: true, sequential: true}, nil
+	case zk.FlagContainer:
+		return createMode{container: true}, nil
+	}
+	return createMode{}, fmt.Errorf("%w: create flags %d (want persistent, ephemeral, sequence, ephemeral|sequence or container)", zk.ErrInvalidFlags, flags)
+}
+
+func (s *Session) aclOr(acl []zk.ACL) []zk.ACL {
+	if acl == nil {
+		return s.cfg.acl
+	}
+	return acl
+}
+
+// Create creates a node and returns its path (with the sequence suffix for
+// sequential nodes). flags is one of zk.FlagPersistent, zk.FlagEphemeral,
+// zk.FlagSequence, zk.FlagEphemeralSequential or zk.FlagContainer; a nil acl
+// means the session's default.
+//
+// If the connection breaks with the request in flight, Create waits for the
+// session and checks: a node at p holding data counts as created by this
+// call. A sequential node's name cannot be checked, so that case returns
+// ErrOutcomeUnknown; use CreateProtected for sequential nodes. An ephemeral
+// node belongs to the session it was asked for: if that session is lost
+// first, Create fails with ErrSessionLost and makes sure the node did not
+// land on the next session.
+func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	mode, err := parseFlags(flags)
+	if err != nil {
+		return "", opError("create", p, err)
+	}
+	if err := ValidatePath(p, mode.sequential); err != nil {
+		return "", err
+	}
+	acl = s.aclOr(acl)
+	if err := checkSize(p, data, acl); err != nil {
+		return "", err
+	}
+	var created string
+	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, retry bool) error {
+		conn := sn.gen.conn
+		if retry {
+			if mode.sequential {
+				return ErrOutcomeUnknown
+			}
+			got, st, err := conn.Get(p)
+			switch {
+			case err == nil && bytes.Equal(got, data) && (!mode.ephemeral || st.EphemeralOwner == sn.sid):
+				created = p
+				return nil
+			case err != nil && !errors.Is(err, zk.ErrNoNode):
+				return err
+			}
+		}
+		var err error
+		if mode.container {
+			created, err = conn.CreateContainer(p, data, flags, acl)
+		} else {
+			created, err = conn.Create(p, data, flags, acl)
+		}
+		if err == nil && mode.ephemeral {
+			err = s.checkOwner(sn, created)
+		}
+		return err
+	}, func(sn *snapshot, err error) {
+		if err == nil && mode.ephemeral {
+			s.removeAbandoned(sn, created)
+		}
+	})
+	if err != nil {
+		return "", opError("create", p, err)
+	}
+	return created, nil
+}
+
+// CreateProtected creates a node named parent/_c_<uuid>-<name> (p is
+// parent/name; with a sequential flag the server appends the sequence
+// number) and returns its path. After a lost reply it lists the parent and
+// looks for its UUID before creating again, so exactly one node results.
+// flags are as for Create; Curator, Kazoo and go-zookeeper/zk recognise the
+// name format.
+func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	mode, err := parseFlags(flags)
+	if err != nil || mode.container {
+		return "", opError("create", p, fmt.Errorf("%w: protected create of a container", zk.ErrInvalidFlags))
+	}
+	if err := ValidatePath(p, mode.sequential); err != nil {
+		return "", err
+	}
+	parent, name := path.Split(p)
+	parent = strings.TrimSuffix(parent, "/")
+	if parent == "" {
+		parent = "/"
+	}
+	prefix := ProtectedPrefix + NewUUID() + "-"
+	full := path.Join(parent, prefix+name)
+	if mode.sequential && name == "" {
+		full += "/"
+	}
+	acl = s.aclOr(acl)
+	if err := checkSize(full, data, acl); err != nil {
+		return "", err
+	}
+	var created string
+	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, retry bool) error {
+		conn := sn.gen.conn
+		if retry {
+			found, err := findPrefixed(conn, parent, prefix)
+			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return err
+			}
+			if found != "" {
+				created = found
+				return nil
+			}
+		}
+		var err error
+		created, err = conn.Create(full, data, flags, acl)
+		if err == nil && mode.ephemeral {
+			err = s.checkOwner(sn, created)
+		}
+		return err
+	}, func(sn *snapshot, err error) {
+		switch {
+		case err == nil:
+			s.removeAbandoned(sn, created)
+		case isConnLoss(err):
+			// The reply was lost and the caller left: find the node, if it
+			// was made, once the session is back.
+			if _, err := s.await(context.Background(), 0); err == nil {
+				if found, _ := findPrefixed(s.snap.Load().gen.conn, parent, prefix); found != "" {
+					s.removeAbandoned(s.snap.Load(), found)
+				}
+			}
+		}
+	})
+	if err != nil {
+		return "", opError("create", full, err)
+	}
+	return created, nil
+}
+
+func findPrefixed(conn *zk.Conn, parent, prefix string) (string, error) {
+	names, _, err := conn.Children(parent)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return path.Join(parent, n), nil
+		}
+	}
+	return "", nil
+}
+
+// checkOwner guards against go-zookeeper/zk sending a request queued during
+// an outage on the session that replaced the one it was meant for: an
+// ephemeral node created after the session changed is deleted again and the
+// create fails with ErrSessionLost.
+func (s *Session) checkOwner(sn *snapshot, p string) error {
+	conn := sn.gen.conn
+	if conn.SessionID() == sn.sid {
+		return nil
+	}
+	if ok, st, err := conn.Exists(p); err == nil && ok && st.EphemeralOwner != sn.sid {
+		if err := conn.Delete(p, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			s.log.Warn("zookeeper: could not remove ephemeral node created on a later session", "path", p, "error", err)
+		}
+	}
+	return fmt.Errorf("%w: session %s ended while creating %s", ErrSessionLost, sessionHex(sn.sid), p)
+}
+
+// removeAbandoned deletes an ephemeral node whose create completed after
+// its caller gave up.
+func (s *Session) removeAbandoned(sn *snapshot, p string) {
+	if p == "" {
+		return
+	}
+	if err := sn.gen.conn.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		s.log.Warn("zookeeper: could not remove node of a cancelled create", "path", p, "error", err)
+	}
+}
+
+// Delete deletes a node if its version matches (-1 matches any). After a
+// lost reply, zk.ErrNoNode on the retry counts as success.
+func (s *Session) Delete(ctx context.Context, p string, version int32) error {
+	if err := ValidatePath(p, false); err != nil {
+		return err
+	}
+	err := s.do(ctx, false, func(sn *snapshot, retry bool) error {
+		err := sn.gen.conn.Delete(p, version)
+		if retry && errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		return err
+	}, nil)
+	return opError("delete", p, err)
+}
+
+// Set writes a node's data if its version matches (-1 matches any) and
+// returns the new stat. After a lost reply, a node at version+1 holding data
+// counts as written by this call.
+func (s *Session) Set(ctx context.Context, p string, data []byte, version int32) (*zk.Stat, error) {
+	if err := ValidatePath(p, false); err != nil {
+		return nil, err
+	}
+	if err := checkSize(p, data, nil); err != nil {
+		return nil, err
+	}
+	var st *zk.Stat
+	err := s.do(ctx, false, func(sn *snapshot, retry bool) (err error) {
+		conn := sn.gen.conn
+		if retry && version >= 0 {
+			got, cur, err := conn.Get(p)
+			if err != nil {
+				return err
+			}
+			if cur.Version == version+1 && bytes.Equal(got, data) {
+				st = cur
+				return nil
+			}
+		}
+		st, err = conn.Set(p, data, version)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, opError("set", p, err)
+	}
+	return st, nil
+}
+
+// Multi runs ops (*zk.CreateRequest, *zk.DeleteRequest, *zk.SetDataRequest,
+// *zk.CheckVersionRequest) as one transaction. After a lost reply it runs
+// them again; if that fails, it checks whether every write's effect is
+// already in place (created nodes hold their data, set nodes are at
+// version+1 with their data, deleted nodes are gone), and if so reports the
+// first run's success. Sequential creates cannot be checked and give
+// ErrOutcomeUnknown; an ephemeral create binds the transaction to the
+// session it first ran on.
+func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
+	bound := false
+	size := 0
+	for _, op := range ops {
+		var p string
+		var seq bool
+		switch o := op.(type) {
+		case *zk.CreateRequest:
+			m, err := parseFlags(o.Flags)
+			if err != nil || m.container {
+				return nil, opError("multi", o.Path, fmt.Errorf("%w: flags %d", zk.ErrInvalidFlags, o.Flags))
+			}
+			if o.Acl == nil {
+				o.Acl = s.cfg.acl
+			}
+			p, seq, bound = o.Path, m.sequential, bound || m.ephemeral
+			size += requestSize(p, o.Data, o.Acl)
+		case *zk.DeleteRequest:
+			p = o.Path
+		case *zk.SetDataRequest:
+			p = o.Path
+			size += requestSize(p, o.Data, nil)
+		case *zk.CheckVersionRequest:
+			p = o.Path
+		default:
+			return nil, fmt.Errorf("zookeeper multi: %w: unsupported op %T", zk.ErrBadArguments, op)
+		}
+		if err := ValidatePath(p, seq); err != nil {
+			return nil, err
+		}
+		size += 16 + len(p)
+	}
+	if size > maxPacket {
+		return nil, fmt.Errorf("zookeeper multi: %w: about %d bytes", ErrDataTooLarge, size)
+	}
+	var res []zk.MultiResponse
+	err := s.do(ctx, bound, func(sn *snapshot, retry bool) (err error) {
+		conn := sn.gen.conn
+		res, err = conn.Multi(ops...)
+		if err != nil && retry && !isConnLoss(err) {
+			if done, verr := multiApplied(conn, ops); verr != nil {
+				return verr
+			} else if done != nil {
+				res, err = done, nil
+			}
+		}
+		if err == nil && bound && conn.SessionID() != sn.sid {
+			return fmt.Errorf("%w: session %s ended during a transaction", ErrSessionLost, sessionHex(sn.sid))
+		}
+		return err
+	}, nil)
+	if err != nil {
+		return res, fmt.Errorf("zookeeper multi: %w", err)
+	}
+	return res, nil
+}
+
+// multiApplied checks whether the writes in ops are all in effect, and if so
+// returns responses describing them.
+func multiApplied(conn *zk.Conn, ops []any) ([]zk.MultiResponse, error) {
+	out := make([]zk.MultiResponse, len(ops))
+	for i, op := range ops {
+		switch o := op.(type) {
+		case *zk.CreateRequest:
+			if m, _ := parseFlags(o.Flags); m.sequential {
+				return nil, ErrOutcomeUnknown
+			}
+			data, st, err := conn.Get(o.Path)
+			if errors.Is(err, zk.ErrNoNode) || (err == nil && !bytes.Equal(data, o.Data)) {
+				return nil, nil
+			} else if err != nil {
+				return nil, err
+			}
+			out[i] = zk.MultiResponse{Stat: st, String: o.Path}
+		case *zk.SetDataRequest:
+			data, st, err := conn.Get(o.Path)
+			if errors.Is(err, zk.ErrNoNode) || (err == nil && (o.Version < 0 || st.Version != o.Version+1 || !bytes.Equal(data, o.Data))) {
+				return nil, nil
+			} else if err != nil {
+				return nil, err
+			}
+			out[i] = zk.MultiResponse{Stat: st}
+		case *zk.DeleteRequest:
+			ok, _, err := conn.Exists(o.Path)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				return nil, nil
+			}
+		case *zk.CheckVersionRequest:
+		}
+	}
+	return out, nil
+}
+
+// NewUUID returns a random (version 4) UUID in its canonical text form.
+func NewUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

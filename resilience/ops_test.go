@@ -1,0 +1,394 @@
+package resilience
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// A protected create whose reply is lost to a dropped connection ends with
+// exactly one node, and the caller gets its path.
+func TestProtectedCreateReplyLost(t *testing.T) {
+	needZK(t)
+	restore(t)
+	srv := ens.Server(0)
+	s := connect(t, []string{srv.Addr()}, WithSessionTimeout(8*time.Second))
+	obs := connect(t, []string{ens.Server(1).Addr()})
+	rec := record(s)
+	base := testPath(t, obs)
+
+	// Slow the link so the reply is still on its way when the node exists.
+	srv.Proxy().SetLatency(time.Second)
+	type result struct {
+		path string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := s.CreateProtected(ctxT(t, 30*time.Second), base+"/lock-", []byte("me"), zk.FlagEphemeralSequential, nil)
+		done <- result{p, err}
+	}()
+	var node string
+	deadline := time.Now().Add(10 * time.Second)
+	for node == "" {
+		names, _, err := obs.Children(ctxT(t, 5*time.Second), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) > 0 {
+			node = base + "/" + names[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node never appeared")
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("create returned %v before its reply could arrive; latency not applied", r)
+	default:
+	}
+	srv.Proxy().DropConnections()
+	srv.Proxy().Heal()
+
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("CreateProtected: %v", r.err)
+	}
+	if r.path != node {
+		t.Fatalf("got path %s, node is %s", r.path, node)
+	}
+	names, _, err := obs.Children(ctxT(t, 5*time.Second), base)
+	if err != nil || len(names) != 1 {
+		t.Fatalf("children %v (%v), want exactly one", names, err)
+	}
+	if !strings.HasPrefix(names[0], ProtectedPrefix) || !strings.Contains(names[0], "-lock-") {
+		t.Fatalf("name %q is not in the protected format", names[0])
+	}
+	if len(rec.all()) < 2 || rec.all()[0].To != Suspended {
+		t.Fatalf("the connection did not drop: %v", rec.all())
+	}
+}
+
+// An ephemeral create asked for during an outage that ends in expiry must
+// not appear on the new session.
+func TestEphemeralCreateDuringOutageEndingInExpiry(t *testing.T) {
+	needZK(t)
+	restore(t)
+	srv := ens.Server(0)
+	obs := connect(t, []string{ens.Server(1).Addr()})
+	s := connect(t, []string{srv.Addr()}, WithSessionTimeout(1500*time.Millisecond), WithPresumedExpiry(0))
+	rec := record(s)
+	base := testPath(t, obs)
+	oldID := s.SessionID()
+
+	srv.Proxy().Blackhole()
+	rec.waitFor(t, 10*time.Second, "Suspended", to(Suspended))
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Create(ctxT(t, time.Minute), base+"/eph", nil, zk.FlagEphemeral, nil)
+		errc <- err
+	}()
+	if err := ens.ExpireSession(ctxT(t, 10*time.Second), oldID); err != nil {
+		t.Fatal(err)
+	}
+	srv.Proxy().Heal()
+	rec.waitFor(t, 30*time.Second, "new session", func(tr Transition) bool { return tr.To == Connected && tr.SessionID != oldID })
+	if err := <-errc; !errors.Is(err, ErrSessionLost) {
+		t.Fatalf("create during the outage: %v, want ErrSessionLost", err)
+	}
+	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/eph"); err != nil || ok {
+		t.Fatalf("ephemeral landed on the new session (exists=%v, err=%v)", ok, err)
+	}
+}
+
+// go-zookeeper/zk keeps unsent requests queued across an expiry and sends
+// them on the new session (unless it has tried every server in between). An
+// ephemeral create caught that way is removed again and reported as lost.
+func TestQueuedEphemeralCreateDoesNotLandOnNewSession(t *testing.T) {
+	needZK(t)
+	restore(t)
+	obs := connect(t, ens.Addrs())
+	s := connect(t, ens.Addrs(), WithSessionTimeout(4*time.Second), WithPresumedExpiry(0))
+	rec := record(s)
+	base := testPath(t, obs)
+	before := s.snap.Load()
+	first := serverOf(t, s)
+	// Slow handshakes with the other servers, so the request below waits
+	// in go-zookeeper/zk's queue while it learns of the expiry and opens a
+	// new session.
+	for _, srv := range ens.Servers() {
+		if srv != first {
+			srv.Proxy().SetLatency(400 * time.Millisecond)
+		}
+	}
+	if err := ens.ExpireSession(ctxT(t, 10*time.Second), before.sid); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 10*time.Second, "Suspended", to(Suspended))
+	// Issue straight into the connection's queue with the old snapshot, as
+	// a request racing the disconnect would be.
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.call(context.Background(), before, false, func(sn *snapshot, _ bool) error {
+			p, err := sn.gen.conn.Create(base+"/queued", nil, zk.FlagEphemeral, s.cfg.acl)
+			if err == nil {
+				err = s.checkOwner(sn, p)
+			}
+			return err
+		}, nil)
+	}()
+	rec.waitFor(t, 30*time.Second, "new session", func(tr Transition) bool { return tr.To == Connected && tr.SessionID != before.sid })
+	if err := <-errc; !errors.Is(err, ErrSessionLost) {
+		t.Fatalf("queued create: %v, want ErrSessionLost (the request must reach the new session for this test)", err)
+	}
+	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/queued"); err != nil || ok {
+		t.Fatalf("queued ephemeral left on the new session (exists=%v, err=%v)", ok, err)
+	}
+}
+
+// Many transitions in a burst reach a deliberately slow subscriber complete
+// and in order (go-zookeeper/zk's own channel holds six and drops the rest).
+func TestSlowSubscriberGetsEveryTransitionInOrder(t *testing.T) {
+	needZK(t)
+	restore(t)
+	s := connect(t, ens.Addrs(), WithSessionTimeout(10*time.Second))
+	rec := record(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub := s.Subscribe(ctx)
+
+	const flaps = 20
+	for i := 1; i <= flaps; i++ {
+		serverOf(t, s).Proxy().DropConnections()
+		rec.waitFor(t, 20*time.Second, "reconnect", func(Transition) bool {
+			n := 0
+			for _, tr := range rec.all() {
+				if tr.To == Reconnected {
+					n++
+				}
+			}
+			return n >= i
+		})
+	}
+	want := rec.all()
+	if len(want) != 2*flaps {
+		t.Fatalf("%d transitions recorded, want %d: %v", len(want), 2*flaps, want)
+	}
+	var got []Transition
+	for len(got) < len(want) {
+		select {
+		case tr := <-sub:
+			got = append(got, tr)
+			time.Sleep(10 * time.Millisecond) // a slow reader
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber got %d of %d", len(got), len(want))
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("subscriber saw %v\nlistener saw %v", got, want)
+	}
+	// After Close the channel delivers Closed and ends.
+	s.Close()
+	var last Transition
+	for tr := range sub {
+		last = tr
+	}
+	if last.To != Closed {
+		t.Fatalf("last transition %v, want Closed", last)
+	}
+}
+
+// Verification after a lost reply, for the operations with a checkable
+// outcome: plain create, set with version and delete.
+func TestVerifyAfterConnectionLoss(t *testing.T) {
+	needZK(t)
+	restore(t)
+	srv := ens.Server(0)
+	s := connect(t, []string{srv.Addr()}, WithSessionTimeout(8*time.Second))
+	obs := connect(t, []string{ens.Server(1).Addr()})
+	base := testPath(t, obs)
+
+	// lostReply runs op while the link is slow, drops the connection once
+	// applied(obs) holds, and returns op's result.
+	lostReply := func(name string, op func(context.Context) error, applied func() bool) {
+		t.Helper()
+		srv.Proxy().SetLatency(time.Second)
+		errc := make(chan error, 1)
+		go func() { errc <- op(ctxT(t, 30*time.Second)) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for !applied() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: never applied", name)
+			}
+		}
+		srv.Proxy().DropConnections()
+		srv.Proxy().Heal()
+		if err := <-errc; err != nil {
+			t.Fatalf("%s after lost reply: %v", name, err)
+		}
+	}
+	p := base + "/n"
+	lostReply("create", func(ctx context.Context) error {
+		_, err := s.Create(ctx, p, []byte("v0"), 0, nil)
+		return err
+	}, func() bool { ok, _, _ := obs.Exists(context.Background(), p); return ok })
+
+	lostReply("set", func(ctx context.Context) error {
+		st, err := s.Set(ctx, p, []byte("v1"), 0)
+		if err == nil && st.Version != 1 {
+			return errors.New("wrong version returned")
+		}
+		return err
+	}, func() bool { d, _, _ := obs.Get(context.Background(), p); return bytes.Equal(d, []byte("v1")) })
+
+	lostReply("delete", func(ctx context.Context) error {
+		return s.Delete(ctx, p, 1)
+	}, func() bool { ok, _, _ := obs.Exists(context.Background(), p); return !ok })
+
+	// A multi whose reply is lost counts as done when its effects are there.
+	q := base + "/m"
+	lostReply("multi", func(ctx context.Context) error {
+		_, err := s.Multi(ctx, &zk.CreateRequest{Path: q, Data: []byte("x")}, &zk.SetDataRequest{Path: base, Data: []byte("y"), Version: 0})
+		return err
+	}, func() bool { ok, _, _ := obs.Exists(context.Background(), q); return ok })
+	if d, st, err := obs.Get(ctxT(t, 5*time.Second), base); err != nil || string(d) != "y" || st.Version != 1 {
+		t.Fatalf("multi applied twice or not at all: %q v%d %v", d, st.Version, err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := Connect(ctx, nil); !errors.Is(err, ErrNoServers) {
+		t.Errorf("Connect(nil) = %v, want ErrNoServers", err)
+	}
+	if _, err := Connect(ctx, []string{"localhost:notaport"}); !errors.Is(err, ErrInvalidServer) {
+		t.Errorf("malformed address: %v, want ErrInvalidServer", err)
+	}
+	if _, err := Connect(ctx, []string{"127.0.0.1:1"}, WithSessionTimeout(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("zero timeout: %v, want ErrInvalidOption", err)
+	}
+	if _, err := Connect(ctx, []string{"127.0.0.1:1"}, WithPresumedExpiry(-1)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("negative fraction: %v, want ErrInvalidOption", err)
+	}
+	// Nobody listens: Connect returns when its context ends.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := Connect(short, []string{"127.0.0.1:1"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("unreachable server: %v, want DeadlineExceeded", err)
+	}
+
+	if testing.Short() {
+		return
+	}
+	s := connect(t, ens.Addrs())
+	base := testPath(t, s)
+	for _, p := range []string{"", "relative", "/trailing/", "/a//b", "/a/../b"} {
+		if _, err := s.Create(ctx, p, nil, 0, nil); !errors.Is(err, ErrInvalidPath) {
+			t.Errorf("Create(%q) = %v, want ErrInvalidPath", p, err)
+		}
+		if _, _, err := s.Get(ctx, p); !errors.Is(err, ErrInvalidPath) {
+			t.Errorf("Get(%q) = %v, want ErrInvalidPath", p, err)
+		}
+	}
+	big := make([]byte, 1<<20+1)
+	if _, err := s.Create(ctx, base+"/big", big, 0, nil); !errors.Is(err, ErrDataTooLarge) {
+		t.Errorf("oversized create: %v, want ErrDataTooLarge", err)
+	}
+	if _, err := s.Set(ctx, base, big, -1); !errors.Is(err, ErrDataTooLarge) {
+		t.Errorf("oversized set: %v, want ErrDataTooLarge", err)
+	}
+	if _, err := s.Create(ctx, base+"/ttl", nil, zk.FlagTTL, nil); !errors.Is(err, zk.ErrInvalidFlags) {
+		t.Errorf("TTL flag: %v, want zk.ErrInvalidFlags", err)
+	}
+	if _, err := s.Multi(ctx, "not an op"); !errors.Is(err, zk.ErrBadArguments) {
+		t.Errorf("bad multi op: %v, want zk.ErrBadArguments", err)
+	}
+	// Nothing was written by the rejected calls.
+	if names, _, err := s.Children(ctx, base); err != nil || len(names) != 0 {
+		t.Errorf("rejected calls left %v (%v)", names, err)
+	}
+	// The session still works, and data at the limit's edge is fine.
+	if _, err := s.Create(ctx, base+"/ok", make([]byte, 1<<19), 0, nil); err != nil {
+		t.Errorf("half-MiB create: %v", err)
+	}
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, _, err := s.Get(ctx, base); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Create(ctx, base+"/x", nil, 0, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Create after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Delete(context.Background(), base, -1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Delete after Close: %v, want ErrClosed", err)
+	}
+	if _, ok := <-s.Subscribe(ctx); ok {
+		t.Error("Subscribe after Close delivered a transition")
+	}
+	if s.State() != Closed {
+		t.Errorf("state %v after Close", s.State())
+	}
+}
+
+// With digest auth and a creator-only ACL, another session without the
+// credentials can neither delete nor overwrite; the credentials come back on
+// a new session after expiry.
+func TestDigestAuthSurvivesExpiry(t *testing.T) {
+	needZK(t)
+	restore(t)
+	ctx := ctxT(t, time.Minute)
+	owner := connect(t, []string{ens.Server(0).Addr()}, WithDigestAuth("app", "s3cret"), WithACL(zk.AuthACL(zk.PermAll)),
+		WithSessionTimeout(2*time.Second))
+	other := connect(t, []string{ens.Server(1).Addr()})
+	rec := record(owner)
+	base := "/secure-" + NewUUID()
+	if _, err := owner.Create(ctx, base, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	node, err := owner.Create(ctx, base+"/n", []byte("mine"), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = owner.Delete(context.Background(), node, -1)
+		_ = owner.Delete(context.Background(), base, -1)
+	})
+	denied := func(stage string) {
+		t.Helper()
+		if err := other.Delete(ctx, node, -1); !errors.Is(err, zk.ErrNoAuth) {
+			t.Errorf("%s: delete without credentials: %v, want zk.ErrNoAuth", stage, err)
+		}
+		if _, err := other.Set(ctx, node, []byte("theirs"), -1); !errors.Is(err, zk.ErrNoAuth) {
+			t.Errorf("%s: set without credentials: %v, want zk.ErrNoAuth", stage, err)
+		}
+	}
+	denied("first session")
+
+	id := owner.SessionID()
+	if err := ens.ExpireSession(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 30*time.Second, "new session", func(tr Transition) bool { return tr.To == Connected && tr.SessionID != id })
+	if _, err := owner.Set(ctx, node, []byte("still mine"), -1); err != nil {
+		t.Fatalf("owner's set on the new session: %v", err)
+	}
+	// Creating with the "auth" ACL needs authenticated credentials.
+	if _, err := owner.Create(ctx, base+"/m", nil, zk.FlagEphemeral, nil); err != nil {
+		t.Fatalf("owner's create on the new session: %v", err)
+	}
+	denied("new session")
+	if d, _, err := other.Get(ctx, node); err == nil || !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("read without credentials: %q, %v; want zk.ErrNoAuth", d, err)
+	}
+}

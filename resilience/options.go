@@ -1,0 +1,149 @@
+package resilience
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Dialer opens a TCP connection to a ZooKeeper server. It has the shape of
+// net.DialTimeout, which is the default.
+type Dialer func(network, address string, timeout time.Duration) (net.Conn, error)
+
+// Option configures Connect.
+type Option func(*config)
+
+type config struct {
+	sessionTimeout  time.Duration
+	logger          *slog.Logger
+	tracerProvider  trace.TracerProvider
+	meterProvider   metric.MeterProvider
+	dialer          Dialer
+	auth            []authCred
+	acl             []zk.ACL
+	backoffMin      time.Duration
+	backoffMax      time.Duration
+	presumeFraction float64
+	rebuildLimit    int
+	rebuildReport   func(RebuildReport)
+}
+
+type authCred struct {
+	scheme string
+	auth   []byte
+}
+
+func defaultConfig() config {
+	return config{
+		sessionTimeout:  10 * time.Second,
+		dialer:          net.DialTimeout,
+		acl:             zk.WorldACL(zk.PermAll),
+		backoffMin:      10 * time.Millisecond,
+		backoffMax:      time.Second,
+		presumeFraction: 1.0,
+		rebuildLimit:    16,
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.sessionTimeout <= 0:
+		return fmt.Errorf("%w: session timeout %v must be positive", ErrInvalidOption, c.sessionTimeout)
+	case c.presumeFraction < 0:
+		return fmt.Errorf("%w: presumed-expiry fraction %v must not be negative", ErrInvalidOption, c.presumeFraction)
+	case c.backoffMin <= 0 || c.backoffMax < c.backoffMin:
+		return fmt.Errorf("%w: backoff range [%v, %v]", ErrInvalidOption, c.backoffMin, c.backoffMax)
+	case c.rebuildLimit <= 0:
+		return fmt.Errorf("%w: rebuild concurrency %d must be positive", ErrInvalidOption, c.rebuildLimit)
+	case c.dialer == nil:
+		return fmt.Errorf("%w: nil dialer", ErrInvalidOption)
+	case len(c.acl) == 0:
+		return fmt.Errorf("%w: empty default ACL", ErrInvalidOption)
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	if c.tracerProvider == nil {
+		c.tracerProvider = otel.GetTracerProvider()
+	}
+	if c.meterProvider == nil {
+		c.meterProvider = otel.GetMeterProvider()
+	}
+	return nil
+}
+
+// WithSessionTimeout sets the session timeout the client asks for (default
+// 10s). The ensemble clamps it to [2, 20] ticks unless configured otherwise;
+// the negotiated value is in every Transition.
+func WithSessionTimeout(d time.Duration) Option {
+	return func(c *config) { c.sessionTimeout = d }
+}
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// WithTracerProvider sets the OpenTelemetry tracer provider (default the
+// global one).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *config) { c.tracerProvider = tp }
+}
+
+// WithMeterProvider sets the OpenTelemetry meter provider (default the
+// global one).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) { c.meterProvider = mp }
+}
+
+// WithDialer sets how TCP connections to servers are opened (default
+// net.DialTimeout).
+func WithDialer(d Dialer) Option {
+	return func(c *config) { c.dialer = d }
+}
+
+// WithDigestAuth adds digest credentials ("user:password"). They are applied
+// before any request on every session, including new sessions after Lost.
+func WithDigestAuth(user, password string) Option {
+	return func(c *config) {
+		c.auth = append(c.auth, authCred{scheme: "digest", auth: []byte(user + ":" + password)})
+	}
+}
+
+// WithACL sets the ACL used by creates that pass a nil ACL (default
+// zk.WorldACL(zk.PermAll)). With WithDigestAuth, zk.AuthACL(zk.PermAll)
+// makes nodes accessible to their creator only.
+func WithACL(acl []zk.ACL) Option {
+	return func(c *config) { c.acl = acl }
+}
+
+// WithBackoff sets the range of the jittered exponential backoff between
+// retries of an operation (default 10ms to 1s). Retries are bounded by the
+// operation's context.
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *config) { c.backoffMin, c.backoffMax = min, max }
+}
+
+// WithPresumedExpiry sets after which fraction of the negotiated session
+// timeout a suspended session is presumed expired and reported Lost (default
+// 1.0). The clock starts at the last bytes received from the server. 0 turns
+// presumption off: the session is Lost only when the ensemble says so.
+//
+// When a presumed-lost session turns out to be alive after all (the client's
+// server had lost quorum), the Session closes it so its ephemeral nodes
+// disappear promptly, and continues on a new session.
+func WithPresumedExpiry(fraction float64) Option {
+	return func(c *config) { c.presumeFraction = fraction }
+}
+
+// WithRebuildConcurrency bounds how many rebuild steps run at once after a
+// new session (default 16).
+func WithRebuildConcurrency(n int) Option {
+	return func(c *config) { c.rebuildLimit = n }
+}

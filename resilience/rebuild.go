@@ -1,0 +1,177 @@
+package resilience
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-multierror"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// RebuildFunc re-creates, on a new session, the ephemeral nodes and watches
+// a recipe owns. ctx ends when that session is lost or the Session closes.
+type RebuildFunc func(ctx context.Context) error
+
+type rebuildStep struct {
+	name string
+	fn   RebuildFunc
+}
+
+// OnNewSession registers a rebuild step, run after every new session that
+// follows Lost (not after the first session, nor after Reconnected, where
+// nothing was lost). Steps run concurrently, at most WithRebuildConcurrency
+// at a time; all failures of a round are collected, reported together (log,
+// span, the WithRebuildReport hook) and the failed steps are retried with
+// backoff until they succeed or the session is lost again. The returned
+// function unregisters the step.
+func (s *Session) OnNewSession(name string, fn RebuildFunc) (unregister func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	id := s.nextID
+	s.steps[id] = &rebuildStep{name: name, fn: fn}
+	return func() {
+		s.mu.Lock()
+		delete(s.steps, id)
+		s.mu.Unlock()
+	}
+}
+
+// RebuildReport describes one round of rebuild steps after a new session.
+type RebuildReport struct {
+	SessionID int64
+	Round     int           // 1 for the first run, then one more per retry
+	Steps     int           // steps run in this round
+	Err       error         // nil, or a *multierror.Error with every failure
+	Duration  time.Duration // wall time of the round
+}
+
+// WithRebuildReport sets a function called after every rebuild round, on
+// the rebuild's goroutine.
+func WithRebuildReport(fn func(RebuildReport)) Option {
+	return func(c *config) { c.rebuildReport = fn }
+}
+
+// startRebuild cancels a rebuild still running for an earlier session and
+// runs every registered step for session sid.
+func (s *Session) startRebuild(sid int64) {
+	if s.rebuildCancel != nil {
+		s.rebuildCancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.rebuildCancel = cancel
+	// Bind the steps' context to this session: it ends when the session does.
+	remove := s.AddListener(func(t Transition) {
+		if t.To == Lost || t.To == Closed || (t.To == Connected && t.SessionID != sid) {
+			cancel()
+		}
+	})
+	if !s.goTracked(func() {
+		defer remove()
+		defer cancel()
+		s.rebuild(ctx, sid)
+	}) {
+		remove()
+		cancel()
+	}
+}
+
+func (s *Session) rebuild(ctx context.Context, sid int64) {
+	s.mu.Lock()
+	pending := make(map[uint64]*rebuildStep, len(s.steps))
+	for id, st := range s.steps {
+		pending[id] = st
+	}
+	s.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	ctx, span := s.tel.tracer.Start(ctx, "zkrecipes.session.rebuild", trace.WithAttributes(
+		attribute.String("zkrecipes.session.id", sessionHex(sid)),
+		attribute.Int("zkrecipes.rebuild.steps", len(pending)),
+	))
+	defer span.End()
+	b := s.newBackoff()
+	for round := 1; ; round++ {
+		start := time.Now()
+		failed, err := s.rebuildRound(ctx, pending)
+		rep := RebuildReport{SessionID: sid, Round: round, Steps: len(pending), Err: err, Duration: time.Since(start)}
+		s.tel.rebuilt(ctx, rep, len(failed))
+		if s.cfg.rebuildReport != nil {
+			s.cfg.rebuildReport(rep)
+		}
+		if err == nil {
+			span.SetAttributes(attribute.Int("zkrecipes.rebuild.rounds", round))
+			s.log.Info("zookeeper: rebuilt on new session", "session", sessionHex(sid), "steps", rep.Steps, "round", round, "duration", rep.Duration)
+			return
+		}
+		span.RecordError(err)
+		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session", sessionHex(sid), "failed", len(failed), "round", round, "error", err)
+		if ctx.Err() != nil {
+			span.SetStatus(codes.Error, "session ended before rebuild finished")
+			return
+		}
+		if b.wait(ctx, s.closing) != nil {
+			span.SetStatus(codes.Error, "session ended before rebuild finished")
+			return
+		}
+		// Retry only the failed steps that are still registered.
+		s.mu.Lock()
+		pending = make(map[uint64]*rebuildStep, len(failed))
+		for _, id := range failed {
+			if st, ok := s.steps[id]; ok {
+				pending[id] = st
+			}
+		}
+		s.mu.Unlock()
+		if len(pending) == 0 {
+			return
+		}
+	}
+}
+
+func (s *Session) rebuildRound(ctx context.Context, steps map[uint64]*rebuildStep) ([]uint64, error) {
+	var (
+		mu     sync.Mutex
+		merr   *multierror.Error
+		failed []uint64
+		wg     sync.WaitGroup
+		sem    = make(chan struct{}, s.cfg.rebuildLimit)
+	)
+	for id, st := range steps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sctx, span := s.tel.tracer.Start(ctx, "zkrecipes.session.rebuild.step",
+				trace.WithAttributes(attribute.String("zkrecipes.rebuild.step", st.name)))
+			err := st.fn(sctx)
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+				mu.Lock()
+				merr = multierror.Append(merr, &StepError{Step: st.name, Err: err})
+				failed = append(failed, id)
+				mu.Unlock()
+			}
+			span.End()
+		}()
+	}
+	wg.Wait()
+	return failed, merr.ErrorOrNil()
+}
+
+// StepError is one rebuild step's failure inside a RebuildReport's Err.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return "rebuild step " + e.Step + ": " + e.Err.Error() }
+
+// Unwrap returns the step's error.
+func (e *StepError) Unwrap() error { return e.Err }

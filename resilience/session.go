@@ -1,0 +1,298 @@
+package resilience
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Session owns one ZooKeeper session at a time (a *zk.Conn underneath) and
+// is the only thing recipes talk to. It is safe for concurrent use. Create
+// one with Connect; release it with Close.
+type Session struct {
+	cfg     config
+	servers []string
+	log     *slog.Logger
+	tel     *telemetry
+
+	inbox       inbox
+	closeOnce   sync.Once
+	closing     chan struct{}
+	machineDone chan struct{}
+
+	lifeMu sync.RWMutex // guards shut against wg.Add racing wg.Wait
+	shut   bool
+	wg     sync.WaitGroup
+
+	snap atomic.Pointer[snapshot]
+
+	mu        sync.Mutex // guards subs, listeners, steps
+	subs      map[*subscriber]struct{}
+	listeners map[uint64]func(Transition)
+	steps     map[uint64]*rebuildStep
+	nextID    uint64
+
+	// Owned by the machine goroutine.
+	gen           *generation
+	genSeq        uint64
+	lostSessionID int64
+	rebuildCancel context.CancelFunc
+}
+
+// snapshot is an immutable view of the session, replaced on every
+// transition; changed is closed when it is replaced.
+type snapshot struct {
+	state   State
+	sid     int64
+	gen     *generation
+	server  string
+	changed chan struct{}
+}
+
+// generation is one *zk.Conn. A Session replaces its conn only to abandon
+// a presumed-lost session that turned out to be alive.
+type generation struct {
+	id       uint64
+	conn     *zk.Conn
+	events   <-chan zk.Event
+	info     connInfo
+	retired  chan struct{}
+	authDone bool  // machine-owned
+	parked   *item // machine-owned: a HasSession waiting for auth
+}
+
+// Connect opens a session to the given servers ("host:port" entries, or
+// comma-separated connect strings) and returns once the ensemble has granted
+// the first session, or ctx ends. Without a deadline on ctx it waits as long
+// as no server answers.
+func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	srvs, err := parseServers(servers)
+	if err != nil {
+		return nil, err
+	}
+	tel, err := newTelemetry(cfg.tracerProvider, cfg.meterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("resilience: telemetry: %w", err)
+	}
+	s := &Session{
+		cfg:         cfg,
+		servers:     srvs,
+		log:         cfg.logger,
+		tel:         tel,
+		closing:     make(chan struct{}),
+		machineDone: make(chan struct{}),
+		subs:        make(map[*subscriber]struct{}),
+		listeners:   make(map[uint64]func(Transition)),
+		steps:       make(map[uint64]*rebuildStep),
+	}
+	s.inbox.signal = make(chan struct{}, 1)
+	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{})})
+	if err := s.dial(); err != nil {
+		return nil, fmt.Errorf("resilience: connect: %w", err)
+	}
+	go s.run()
+
+	for {
+		sn := s.snap.Load()
+		if sn.state.HasSession() {
+			return s, nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return nil, fmt.Errorf("resilience: connect to %v: %w", srvs, ctx.Err())
+		case <-sn.changed:
+		}
+	}
+}
+
+// Close ends the session: the ensemble deletes its ephemeral nodes at once,
+// subscribers receive a final transition to Closed, and every later call
+// returns ErrClosed. Close is idempotent and waits for the session's
+// goroutines to end.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.machineDone
+	s.lifeMu.Lock()
+	s.shut = true
+	s.lifeMu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// State returns the current state.
+func (s *Session) State() State { return s.snap.Load().state }
+
+// SessionID returns the current session id, 0 while there is none (Lost,
+// Connecting, Closed). While Suspended it is the id of the session that may
+// still be alive.
+func (s *Session) SessionID() int64 { return s.snap.Load().sid }
+
+// Server returns the server the session is, or was last, connected to.
+func (s *Session) Server() string { return s.snap.Load().server }
+
+// Timeout returns the session timeout negotiated with the ensemble (the
+// requested one until a server has answered).
+func (s *Session) Timeout() time.Duration {
+	if g := s.snap.Load().gen; g != nil {
+		if t := g.info.timeout.Load(); t > 0 {
+			return time.Duration(t)
+		}
+	}
+	return s.cfg.sessionTimeout
+}
+
+// ACL returns the default ACL used for creates given a nil ACL.
+func (s *Session) ACL() []zk.ACL { return s.cfg.acl }
+
+// Logger returns the session's logger, for recipes built on it.
+func (s *Session) Logger() *slog.Logger { return s.log }
+
+// TracerProvider returns the session's tracer provider, for recipes built on it.
+func (s *Session) TracerProvider() trace.TracerProvider { return s.cfg.tracerProvider }
+
+// MeterProvider returns the session's meter provider, for recipes built on it.
+func (s *Session) MeterProvider() metric.MeterProvider { return s.cfg.meterProvider }
+
+// WaitState blocks until the session is in one of the given states, or ctx
+// ends, or the session closes (ErrClosed, unless Closed is among states).
+func (s *Session) WaitState(ctx context.Context, states ...State) error {
+	for {
+		sn := s.snap.Load()
+		for _, st := range states {
+			if sn.state == st {
+				return nil
+			}
+		}
+		if sn.state == Closed {
+			return ErrClosed
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sn.changed:
+		}
+	}
+}
+
+// goTracked runs fn on a goroutine that Close waits for; it reports false
+// (and does not run fn) once Close has begun waiting.
+func (s *Session) goTracked(fn func()) bool {
+	s.lifeMu.RLock()
+	defer s.lifeMu.RUnlock()
+	if s.shut {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// dial opens a new *zk.Conn generation. Called by Connect before the machine
+// starts, and by the machine afterwards.
+func (s *Session) dial() error {
+	s.genSeq++
+	g := &generation{id: s.genSeq, retired: make(chan struct{}), authDone: len(s.cfg.auth) == 0}
+	conn, events, err := zk.Connect(s.servers, s.cfg.sessionTimeout,
+		zk.WithDialer(sniffingDialer(s.cfg.dialer, &g.info)),
+		zk.WithEventCallback(func(ev zk.Event) {
+			if ev.Type != zk.EventSession {
+				return
+			}
+			// The callback runs on the connection's goroutine right after
+			// the handshake, so the sniffed session id belongs to this event.
+			s.inbox.push(item{gen: g, ev: ev, sid: g.info.sessionID.Load(), at: time.Now()})
+		}),
+		zk.WithLogger(zkLogger{s.log}),
+		zk.WithLogInfo(false),
+	)
+	if err != nil {
+		return err
+	}
+	g.conn, g.events = conn, events
+	s.gen = g
+	if !g.authDone && !s.goTracked(func() { s.authenticate(g) }) {
+		g.authDone = true
+	}
+	return nil
+}
+
+// authenticate adds the configured credentials to a new connection before
+// its first session is reported; go-zookeeper/zk re-sends them ahead of any
+// request on every later reconnect and new session of that connection.
+func (s *Session) authenticate(g *generation) {
+	for _, c := range s.cfg.auth {
+		b := s.newBackoff()
+		for {
+			err := g.conn.AddAuth(c.scheme, c.auth)
+			if err == nil {
+				break
+			}
+			select {
+			case <-g.retired:
+				return
+			case <-s.closing:
+				return
+			default:
+			}
+			if !isConnLoss(err) {
+				s.log.Error("zookeeper: adding credentials failed", "scheme", c.scheme, "error", err)
+				break
+			}
+			if b.wait(context.Background(), s.closing) != nil {
+				return
+			}
+		}
+	}
+	s.inbox.push(item{gen: g, authDone: true, at: time.Now()})
+}
+
+// retire closes a generation's conn in the background. If that conn holds a
+// live session, the ensemble deletes the session and its ephemerals now.
+func (s *Session) retire(g *generation) {
+	close(g.retired)
+	if !s.goTracked(func() { closeConn(g) }) {
+		closeConn(g)
+	}
+}
+
+func closeConn(g *generation) {
+	g.conn.Close()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-g.events:
+			if !ok {
+				return
+			}
+		case <-t.C:
+			return
+		}
+	}
+}
+
+type zkLogger struct{ l *slog.Logger }
+
+func (z zkLogger) Printf(format string, args ...any) {
+	if z.l.Enabled(context.Background(), slog.LevelDebug) {
+		z.l.Debug(fmt.Sprintf(format, args...), "component", "go-zookeeper")
+	}
+}

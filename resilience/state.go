@@ -1,0 +1,96 @@
+package resilience
+
+import (
+	"fmt"
+	"time"
+)
+
+// State is the state of a Session as its users see it.
+type State int32
+
+// The states of a Session; see the package documentation for the diagram.
+const (
+	// Connecting: no session has been established yet.
+	Connecting State = iota
+	// Connected: a session is established (the first one, or a new one
+	// after Lost).
+	Connected
+	// Suspended: the connection is down; the session may still be alive on
+	// the ensemble. Holders under LoseOnSuspend must assume they lost.
+	Suspended
+	// Reconnected: the connection came back with the same session id;
+	// ephemeral nodes and watches survived.
+	Reconnected
+	// Lost: the session is gone (the ensemble said it expired, or it was
+	// presumed expired). Its ephemeral nodes and watches are gone. A new
+	// session follows.
+	Lost
+	// Closed: Close was called. Final.
+	Closed
+)
+
+var stateNames = [...]string{"Connecting", "Connected", "Suspended", "Reconnected", "Lost", "Closed"}
+
+// String returns the state's name.
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// HasSession reports whether requests can be served in this state
+// (Connected or Reconnected).
+func (s State) HasSession() bool { return s == Connected || s == Reconnected }
+
+// Cause says why a transition happened.
+type Cause int
+
+// Causes of transitions.
+const (
+	// CauseSessionEstablished: the ensemble granted a session (first or new).
+	CauseSessionEstablished Cause = iota + 1
+	// CauseConnectionLost: the TCP connection closed, or the server did not
+	// answer within the read timeout (2/3 of the session timeout).
+	CauseConnectionLost
+	// CauseSessionResumed: the client reconnected with its session intact.
+	CauseSessionResumed
+	// CauseExpired: the ensemble answered that the session had expired.
+	CauseExpired
+	// CausePresumedExpired: the client was suspended for longer than the
+	// presumed-expiry fraction of the negotiated timeout.
+	CausePresumedExpired
+	// CauseClosed: Close was called.
+	CauseClosed
+)
+
+var causeNames = [...]string{"", "session_established", "connection_lost", "session_resumed", "expired", "presumed_expired", "closed"}
+
+// String returns a short snake_case name, suitable for attributes.
+func (c Cause) String() string {
+	if c > 0 && int(c) < len(causeNames) {
+		return causeNames[c]
+	}
+	return fmt.Sprintf("cause(%d)", int(c))
+}
+
+// Transition is one change of a Session's state.
+type Transition struct {
+	From, To State
+	// OldSessionID is the session id before the transition, SessionID the
+	// one after (they differ only when a new session was established).
+	OldSessionID, SessionID int64
+	// Server is the server the client was or is connected to.
+	Server string
+	// Time is when the session layer observed the change.
+	Time time.Time
+	// Cause says why.
+	Cause Cause
+	// Timeout is the session timeout negotiated with the ensemble.
+	Timeout time.Duration
+}
+
+// String formats the transition for logs.
+func (t Transition) String() string {
+	return fmt.Sprintf("%s -> %s (%s) session 0x%x -> 0x%x via %s", t.From, t.To, t.Cause, t.OldSessionID, t.SessionID, t.Server)
+}

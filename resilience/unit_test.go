@@ -1,0 +1,109 @@
+package resilience
+
+import (
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The expired-session answer captured in the source notes (seed 000): the
+// server replies timeout 0, session 0 and a zeroed 16-byte password.
+func TestParseConnectResponseExpiredCapture(t *testing.T) {
+	raw, err := hex.DecodeString("0000002500000000000000000000000000000000000000100000000000000000000000000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := int(raw[3]); got != len(raw)-4 {
+		t.Fatalf("frame length %d, body %d", got, len(raw)-4)
+	}
+	r, err := parseConnectResponse(raw[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SessionID != 0 || r.Timeout != 0 || len(r.Password) != 16 || r.ReadOnly {
+		t.Fatalf("parsed %+v, want expired answer", r)
+	}
+}
+
+func TestParseConnectResponseSession(t *testing.T) {
+	// protocol 0, timeout 4000ms, session 0x1000abc, 16-byte password, readOnly 0
+	raw, _ := hex.DecodeString("00000000" + "00000fa0" + "0000000001000abc" + "00000010" + strings.Repeat("ab", 16) + "00")
+	r, err := parseConnectResponse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SessionID != 0x1000abc || r.Timeout != 4*time.Second || len(r.Password) != 16 {
+		t.Fatalf("parsed %+v", r)
+	}
+	if _, err := parseConnectResponse(raw[:10]); err == nil {
+		t.Fatal("truncated frame parsed without error")
+	}
+	if _, err := parseConnectResponse(raw[:25]); err == nil {
+		t.Fatal("truncated password parsed without error")
+	}
+}
+
+func TestValidatePath(t *testing.T) {
+	good := []string{"/", "/a", "/a/b", "/a.b/c", "/a/..b", "/ünïcode"}
+	for _, p := range good {
+		if err := ValidatePath(p, false); err != nil {
+			t.Errorf("ValidatePath(%q) = %v, want nil", p, err)
+		}
+	}
+	bad := []string{"", "a", "a/b", "/a/", "//a", "/a//b", "/a/./b", "/a/..", "/a\x00b", "/a\x01", "/\u0085", "/\uf000", "/\ufff5"}
+	for _, p := range bad {
+		if err := ValidatePath(p, false); !errors.Is(err, ErrInvalidPath) {
+			t.Errorf("ValidatePath(%q) = %v, want ErrInvalidPath", p, err)
+		}
+	}
+	if err := ValidatePath("/a/", true); err != nil {
+		t.Errorf("sequential trailing slash rejected: %v", err)
+	}
+}
+
+func TestParseServers(t *testing.T) {
+	got, err := parseServers([]string{"a:1", "b", " c:2181 , d:3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "a:1,b:2181,c:2181,d:3"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("got %v, want %s", got, want)
+	}
+	for _, in := range [][]string{nil, {}, {""}, {" , "}} {
+		if _, err := parseServers(in); !errors.Is(err, ErrNoServers) {
+			t.Errorf("parseServers(%q) = %v, want ErrNoServers", in, err)
+		}
+	}
+	for _, in := range []string{"a:b", "a:0", "a:70000", ":1", "a b:1", "[::1"} {
+		if _, err := parseServers([]string{in}); !errors.Is(err, ErrInvalidServer) {
+			t.Errorf("parseServers(%q) = %v, want ErrInvalidServer", in, err)
+		}
+	}
+}
+
+func TestStateAndCauseNames(t *testing.T) {
+	for st := Connecting; st <= Closed; st++ {
+		if strings.HasPrefix(st.String(), "State(") {
+			t.Errorf("state %d has no name", st)
+		}
+	}
+	if State(42).String() != "State(42)" || Cause(42).String() != "cause(42)" {
+		t.Error("unknown values not formatted")
+	}
+	if !Connected.HasSession() || !Reconnected.HasSession() || Suspended.HasSession() || Lost.HasSession() {
+		t.Error("HasSession wrong")
+	}
+}
+
+func TestNewUUID(t *testing.T) {
+	u := NewUUID()
+	if len(u) != 36 || u[14] != '4' || strings.Count(u, "-") != 4 {
+		t.Fatalf("bad uuid %q", u)
+	}
+	if NewUUID() == u {
+		t.Fatal("uuids repeat")
+	}
+}

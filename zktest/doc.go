@@ -1,0 +1,62 @@
+// Package zktest runs real Apache ZooKeeper servers for tests: a single
+// standalone server or an ensemble of N peers on 127.0.0.1, each behind a
+// fault-injecting TCP proxy.
+//
+// A test starts an ensemble, points its ZooKeeper client at the proxies and
+// then breaks things:
+//
+//	e := zktest.StartEnsemble(t, zktest.WithServers(3))
+//	conn, _, err := zk.Connect(e.Addrs(), 5*time.Second)
+//	...
+//	e.Server(0).Proxy().DropConnections() // connection loss, session survives
+//	e.Server(0).Proxy().Blackhole()       // partition: silence until timeouts
+//	e.Server(0).Proxy().Heal()
+//	e.ExpireSession(ctx, conn.SessionID()) // session expiry, right now
+//	leader, _ := e.Leader(ctx)
+//	leader.Kill()                          // crash the leader; a new one is elected
+//
+// # Requirements
+//
+// Start needs a Java runtime and a ZooKeeper installation (3.5 or later;
+// developed against 3.8). On Debian and Ubuntu both come with
+//
+//	apt-get update && apt-get install -y zookeeper
+//
+// which installs /usr/share/java/zookeeper.jar, where zktest looks by
+// default. Elsewhere, set ZOOKEEPER_HOME to an unpacked ZooKeeper release.
+// When ZooKeeper or java cannot be found, Start's error says so and how to
+// install them; it does not skip the test.
+//
+// # Servers
+//
+// Each server is a JVM running QuorumPeerMain with a small heap, tuned to
+// start quickly: a standalone server serves in well under a second and a
+// three-node ensemble in a few seconds. The configuration uses a short
+// tickTime (100ms by default, see WithTickTime), so clients may use session
+// timeouts as short as two ticks; fsync is disabled. Every server gets its
+// own directory (configuration, data, and a log file with its output) under
+// the work directory, a temporary directory unless WithDir is used. The
+// JVMs run in their own process groups and, on Linux, die with the test
+// binary; Close kills them and waits for them.
+//
+// Server.Stop, Server.Kill and Server.Start stop, crash and restart a
+// server with its data intact; Server.Mode, Server.WaitServing,
+// Ensemble.WaitServing and Ensemble.Leader observe the ensemble with the
+// "srvr" four-letter command sent to the servers' real ports.
+//
+// # Faults
+//
+// Clients should connect to the proxy addresses (Ensemble.Addrs,
+// Ensemble.ConnectString, Server.Addr). Each Proxy can drop its
+// connections, black-hole traffic (a partition the client notices only by
+// its own timeouts), refuse connections and add latency; Heal restores it.
+// The proxy also records the id and password of every session established
+// through it, which lets Ensemble.ExpireSession close a session on the
+// server side the way an expiry would, so tests need not wait out a session
+// timeout.
+//
+// A server without a quorum still accepts TCP connections on its client
+// port but closes each one as soon as the client sends its connect request,
+// and answers "srvr" with "This ZooKeeper instance is not currently serving
+// requests"; clients see this as repeated connection loss.
+package zktest

@@ -1,0 +1,109 @@
+package zktest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrZooKeeperNotFound is wrapped by the error Start returns when no
+	// Apache ZooKeeper installation can be found. Its message says how to
+	// install one.
+	ErrZooKeeperNotFound = errors.New("zktest: Apache ZooKeeper not found; install it with `apt-get update && apt-get install -y zookeeper`, or set ZOOKEEPER_HOME to a ZooKeeper installation directory")
+
+	// ErrJavaNotFound is wrapped by the error Start returns when no java
+	// executable can be found. Its message says how to install one.
+	ErrJavaNotFound = errors.New("zktest: java not found on PATH (nor in $JAVA_HOME/bin); install a Java runtime with `apt-get update && apt-get install -y default-jre-headless`")
+
+	// ErrNotServing is wrapped by the errors of Server.Mode and friends when
+	// a server is not serving client requests: it is stopped, still starting,
+	// or (in an ensemble) not part of a quorum.
+	ErrNotServing = errors.New("zktest: server not serving requests")
+
+	// ErrClosed is returned by operations on an Ensemble or its Servers
+	// after the Ensemble's Close.
+	ErrClosed = errors.New("zktest: ensemble closed")
+)
+
+// Option configures Start.
+type Option func(*config)
+
+type config struct {
+	servers   int
+	tick      time.Duration
+	logWriter io.Writer
+	dir       string
+	logLevel  string
+}
+
+func defaultConfig() config {
+	return config{
+		servers:  1,
+		tick:     100 * time.Millisecond,
+		logLevel: "info",
+	}
+}
+
+func (c *config) validate() error {
+	if c.servers < 1 {
+		return fmt.Errorf("zktest: WithServers(%d): need at least 1 server", c.servers)
+	}
+	if c.tick < time.Millisecond {
+		return fmt.Errorf("zktest: WithTickTime(%v): tick time must be at least 1ms", c.tick)
+	}
+	c.tick = c.tick.Round(time.Millisecond)
+	if 2*c.tick > 60*time.Second {
+		return fmt.Errorf("zktest: WithTickTime(%v): tick time must be at most 30s", c.tick)
+	}
+	switch c.logLevel {
+	case "trace", "debug", "info", "warn", "error", "off":
+	default:
+		return fmt.Errorf("zktest: WithLogLevel(%q): want one of trace, debug, info, warn, error, off", c.logLevel)
+	}
+	return nil
+}
+
+// WithServers sets the number of ZooKeeper servers. The default, 1, runs a
+// single standalone server; 3 runs a three-node ensemble (quorum of 2) with
+// standalone mode disabled. Any n >= 2 runs an ensemble of n peers.
+func WithServers(n int) Option {
+	return func(c *config) { c.servers = n }
+}
+
+// WithTickTime sets ZooKeeper's tickTime (default 100ms, rounded to whole
+// milliseconds). The minimum session timeout the servers accept is two
+// ticks and the maximum is 60s, so with the default a client may ask for
+// sessions as short as 200ms. initLimit and syncLimit are counted in ticks
+// (50 and 20).
+func WithTickTime(d time.Duration) Option {
+	return func(c *config) { c.tick = d }
+}
+
+// WithLogWriter copies the servers' stdout and stderr (their log) to w,
+// each line prefixed with the server's name ("zk1| ..."). Writes are
+// serialized and end when Close returns. Each server also always writes its
+// own log file in the work directory (see Server.LogPath).
+func WithLogWriter(w io.Writer) Option {
+	return func(c *config) { c.logWriter = w }
+}
+
+// WithDir sets the work directory holding the servers' configuration, data
+// and log files. It is created if needed and left in place by Close (the
+// default, a fresh temporary directory, is removed by Close). Start wipes
+// the servers' data directories inside it, so every Start begins empty.
+func WithDir(dir string) Option {
+	return func(c *config) { c.dir = dir }
+}
+
+// WithLogLevel sets the servers' log level: "trace", "debug", "info" (the
+// default), "warn", "error" or "off". It applies to whichever SLF4J binding
+// the ZooKeeper installation uses (slf4j-simple, logback or log4j). Start
+// reads the log to recognise a port that was taken before a server could
+// bind it, and then retries with new ports; at "error" or "off" it cannot,
+// and such a start fails only when ctx ends.
+func WithLogLevel(level string) Option {
+	return func(c *config) { c.logLevel = strings.ToLower(strings.TrimSpace(level)) }
+}
