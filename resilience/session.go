@@ -27,9 +27,11 @@ type Session struct {
 	closing     chan struct{}
 	machineDone chan struct{}
 
-	lifeMu sync.RWMutex // guards shut against wg.Add racing wg.Wait
-	shut   bool
-	wg     sync.WaitGroup
+	lifeMu  sync.RWMutex // guards shut against wg.Add racing wg.Wait
+	shut    bool
+	wg      sync.WaitGroup // tasks started with goTracked
+	workers sync.WaitGroup // goroutines that run those tasks
+	work    chan func()    // hands a task to an idle worker
 
 	snap atomic.Pointer[snapshot]
 
@@ -98,6 +100,7 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 		subs:        make(map[*subscriber]struct{}),
 		listeners:   make(map[uint64]func(Transition)),
 		steps:       make(map[uint64]*rebuildStep),
+		work:        make(chan func()),
 	}
 	s.inbox.signal = make(chan struct{}, 1)
 	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{})})
@@ -131,6 +134,7 @@ func (s *Session) Close() error {
 	s.shut = true
 	s.lifeMu.Unlock()
 	s.wg.Wait()
+	s.workers.Wait()
 	return nil
 }
 
@@ -189,8 +193,11 @@ func (s *Session) WaitState(ctx context.Context, states ...State) error {
 	}
 }
 
-// goTracked runs fn on a goroutine that Close waits for; it reports false
-// (and does not run fn) once Close has begun waiting.
+// goTracked runs fn on another goroutine and Close waits for it; it
+// reports false (and does not run fn) once Close has begun waiting. Idle
+// goroutines are reused: a fresh goroutine per request would grow its stack
+// through go-zookeeper/zk's call path every time, which costs more than the
+// request's own client-side work.
 func (s *Session) goTracked(fn func()) bool {
 	s.lifeMu.RLock()
 	defer s.lifeMu.RUnlock()
@@ -198,11 +205,26 @@ func (s *Session) goTracked(fn func()) bool {
 		return false
 	}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		fn()
-	}()
+	select {
+	case s.work <- fn:
+	default:
+		s.workers.Add(1)
+		go s.worker(fn)
+	}
 	return true
+}
+
+func (s *Session) worker(fn func()) {
+	defer s.workers.Done()
+	for {
+		fn()
+		s.wg.Done()
+		select {
+		case fn = <-s.work:
+		case <-s.closing:
+			return
+		}
+	}
 }
 
 // dial opens a new *zk.Conn generation. Called by Connect before the machine
