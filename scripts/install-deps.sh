@@ -19,7 +19,7 @@ command -v java >/dev/null 2>&1 || pkgs+=(default-jre-headless)
 if [ "$want" = all ]; then
   [ -f /usr/share/java/curator-recipes.jar ] || pkgs+=(libcurator-recipes-java)
   [ -f /usr/share/java/curator-x-discovery.jar ] || pkgs+=(libcurator-discovery-java)
-  python3 -c 'import kazoo' >/dev/null 2>&1 || pkgs+=(python3-kazoo)
+  /usr/bin/python3 -c 'import kazoo' >/dev/null 2>&1 || pkgs+=(python3-kazoo)
   command -v javac >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 fi
 
