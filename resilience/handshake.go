@@ -1,9 +1,11 @@
 package resilience
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -47,56 +49,117 @@ func parseConnectResponse(b []byte) (handshakeReply, error) {
 }
 
 // connInfo is what the session layer learns by watching the bytes of one
-// go-zookeeper/zk connection: when the server last spoke, and what it
-// answered to the latest handshake. go-zookeeper/zk keeps the negotiated
-// timeout private, and its session events carry no session id, so the
-// session layer reads both off the wire.
+// go-zookeeper/zk connection. go-zookeeper/zk keeps the negotiated timeout
+// private and its session events carry no session id, so both are read off
+// the handshake. heardAt is a lower bound on when the server last heard from
+// this client: the send time of the latest request (handshake or ping) whose
+// reply has arrived. The ensemble cannot expire the session before heardAt
+// plus the timeout, so a presumption based on it never comes too late.
 type connInfo struct {
-	lastRecv  atomic.Int64 // unix nanos of the last bytes read from any server
+	heardAt   atomic.Int64 // unix nanos
 	sessionID atomic.Int64 // from the latest ConnectResponse (0: expired)
 	timeout   atomic.Int64 // negotiated timeout from the latest ConnectResponse
 }
 
-// sniffConn passes every byte through unchanged and decodes the first frame
-// the server sends, which is always the ConnectResponse.
+// sniffConn passes every byte through unchanged. It decodes the first frame
+// the server sends (the ConnectResponse) and the xid of every later reply,
+// and notes when the handshake and each ping were written.
 type sniffConn struct {
 	net.Conn
 	info *connInfo
-	buf  []byte
-	done bool
+
+	mu      sync.Mutex
+	pending []int64 // send times of the handshake and pings awaiting replies, in order
+
+	// Read side, touched only by the reading goroutine.
+	handshook bool
+	hdr       []byte // partial frame header
+	skip      int    // body bytes left to skip in the current frame
+}
+
+// pingFrame is how go-zookeeper/zk writes a ping: length 8, xid -2, opcode 11.
+var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
+
+func (c *sniffConn) Write(p []byte) (int, error) {
+	if !c.handshook || bytes.Equal(p, pingFrame) {
+		c.mu.Lock()
+		c.pending = append(c.pending, time.Now().UnixNano())
+		c.mu.Unlock()
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.info.lastRecv.Store(time.Now().UnixNano())
-		if !c.done {
-			c.absorb(p[:n])
-		}
+		c.absorb(p[:n])
 	}
 	return n, err
 }
 
+// absorb walks the reply stream frame by frame without copying bodies.
 func (c *sniffConn) absorb(p []byte) {
-	c.buf = append(c.buf, p...)
-	if len(c.buf) < 4 {
-		return
-	}
-	size := int(binary.BigEndian.Uint32(c.buf[:4]))
-	if size > 4096 { // not a ConnectResponse; stop looking
-		c.done, c.buf = true, nil
-		return
-	}
-	if len(c.buf) < 4+size {
-		return
-	}
-	if r, err := parseConnectResponse(c.buf[4 : 4+size]); err == nil {
-		c.info.sessionID.Store(r.SessionID)
-		if r.Timeout > 0 {
-			c.info.timeout.Store(int64(r.Timeout))
+	for len(p) > 0 {
+		if c.skip > 0 {
+			k := min(c.skip, len(p))
+			c.skip -= k
+			p = p[k:]
+			continue
 		}
+		want := 8 // length + xid
+		if !c.handshook {
+			want = 4
+		}
+		if len(c.hdr) < want {
+			k := min(want-len(c.hdr), len(p))
+			c.hdr = append(c.hdr, p[:k]...)
+			p = p[k:]
+			if len(c.hdr) < want {
+				return
+			}
+		}
+		size := int(binary.BigEndian.Uint32(c.hdr[:4]))
+		if !c.handshook {
+			// Collect the whole ConnectResponse.
+			if size > 4096 {
+				c.handshook, c.hdr = true, nil // not a handshake; stop decoding
+				continue
+			}
+			if len(c.hdr) < 4+size {
+				k := min(4+size-len(c.hdr), len(p))
+				c.hdr = append(c.hdr, p[:k]...)
+				p = p[k:]
+				if len(c.hdr) < 4+size {
+					return
+				}
+			}
+			if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
+				c.info.sessionID.Store(r.SessionID)
+				if r.Timeout > 0 {
+					c.info.timeout.Store(int64(r.Timeout))
+					c.answered()
+				}
+			}
+			c.handshook, c.hdr = true, nil
+			continue
+		}
+		if xid := int32(binary.BigEndian.Uint32(c.hdr[4:8])); xid == -2 {
+			c.answered()
+		}
+		c.skip = size - 4
+		c.hdr = c.hdr[:0]
 	}
-	c.done, c.buf = true, nil
+}
+
+// answered records that the oldest outstanding handshake or ping was heard.
+func (c *sniffConn) answered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return
+	}
+	c.info.heardAt.Store(c.pending[0])
+	c.pending = c.pending[1:]
 }
 
 func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration) (net.Conn, error) {

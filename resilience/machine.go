@@ -167,10 +167,11 @@ func (s *Session) presumeDeadline() (time.Time, bool) {
 	if timeout <= 0 {
 		timeout = s.cfg.sessionTimeout
 	}
-	base := time.Unix(0, g.info.lastRecv.Load())
-	if g.info.lastRecv.Load() == 0 {
-		base = time.Now()
+	heard := g.info.heardAt.Load()
+	if heard == 0 {
+		return time.Now().Add(timeout), true
 	}
+	base := time.Unix(0, heard)
 	return base.Add(time.Duration(float64(timeout) * s.cfg.presumeFraction)), true
 }
 

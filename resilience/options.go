@@ -132,7 +132,10 @@ func WithBackoff(min, max time.Duration) Option {
 
 // WithPresumedExpiry sets after which fraction of the negotiated session
 // timeout a suspended session is presumed expired and reported Lost (default
-// 1.0). The clock starts at the last bytes received from the server. 0 turns
+// 1.0). The clock starts when the client last sent something the server
+// has answered (a ping goes out every third of the timeout), which is no
+// later than the server last heard from it, so with a fraction of at most 1
+// the client gives up no later than the ensemble can expire the session. 0 turns
 // presumption off: the session is Lost only when the ensemble says so.
 //
 // When a presumed-lost session turns out to be alive after all (the client's

@@ -107,3 +107,33 @@ func TestNewUUID(t *testing.T) {
 		t.Fatal("uuids repeat")
 	}
 }
+
+// The sniffer follows the reply stream frame by frame, however the reads
+// split it, and moves heardAt to the send time of each answered ping.
+func TestSnifferTracksAnsweredPings(t *testing.T) {
+	info := &connInfo{}
+	c := &sniffConn{info: info}
+	c.pending = []int64{100} // the handshake, sent at 100
+	hs, _ := hex.DecodeString("00000024" + "00000000" + "000007d0" + "0000000000000abc" + "00000010" + strings.Repeat("00", 16))
+	reply := func(xid string) []byte {
+		b, _ := hex.DecodeString("00000014" + xid + "0000000000000001" + "00000000" + "cafebabe")
+		return b
+	}
+	stream := append(append(append(hs, reply("00000005")...), reply("fffffffe")...), reply("fffffffe")...)
+	// Feed it one byte at a time: the worst split.
+	for i := range stream {
+		if i == len(hs) {
+			if info.sessionID.Load() != 0xabc || info.timeout.Load() != int64(2*time.Second) || info.heardAt.Load() != 100 {
+				t.Fatalf("after handshake: session %x timeout %v heard %d", info.sessionID.Load(), time.Duration(info.timeout.Load()), info.heardAt.Load())
+			}
+			c.pending = append(c.pending, 200, 300) // two pings
+		}
+		c.absorb(stream[i : i+1])
+	}
+	if got := info.heardAt.Load(); got != 300 {
+		t.Fatalf("heardAt %d after two ping replies, want 300", got)
+	}
+	if len(c.pending) != 0 {
+		t.Fatalf("pending %v", c.pending)
+	}
+}
