@@ -223,8 +223,18 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 		}
 		return err
 	}, func(sn *snapshot, err error) {
-		if err == nil && mode.ephemeral {
+		switch {
+		case !mode.ephemeral:
+		case err == nil:
 			s.removeAbandoned(sn, created)
+		case isConnLoss(err) && !mode.sequential:
+			// The reply was lost and the caller left: remove the node if
+			// this call made it, once the session is back.
+			if cur, err := s.await(context.Background(), sn.sid); err == nil {
+				if got, st, err := cur.gen.conn.Get(p); err == nil && st.EphemeralOwner == sn.sid && bytes.Equal(got, data) {
+					s.removeAbandoned(cur, p)
+				}
+			}
 		}
 	})
 	if err != nil {
@@ -240,6 +250,17 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 // flags are as for Create; Curator, Kazoo and go-zookeeper/zk recognise the
 // name format.
 func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	return s.CreateProtectedID(ctx, NewUUID(), p, data, flags, acl)
+}
+
+// CreateProtectedID is CreateProtected with the caller's id (normally a
+// NewUUID) in the name, so the caller knows its node's prefix,
+// ProtectedPrefix+id+"-", before the create returns: a children list that
+// holds that prefix was read after the create.
+func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	if id == "" || strings.ContainsAny(id, "/\x00") {
+		return "", opError("create", p, fmt.Errorf("%w: protected id %q", zk.ErrBadArguments, id))
+	}
 	mode, err := parseFlags(flags)
 	if err != nil || mode.container {
 		return "", opError("create", p, fmt.Errorf("%w: protected create of a container", zk.ErrInvalidFlags))
@@ -252,7 +273,7 @@ func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, fl
 	if parent == "" {
 		parent = "/"
 	}
-	prefix := ProtectedPrefix + NewUUID() + "-"
+	prefix := ProtectedPrefix + id + "-"
 	full := path.Join(parent, prefix+name)
 	if mode.sequential && name == "" {
 		full += "/"
@@ -287,9 +308,9 @@ func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, fl
 		case isConnLoss(err):
 			// The reply was lost and the caller left: find the node, if it
 			// was made, once the session is back.
-			if _, err := s.await(context.Background(), 0); err == nil {
-				if found, _ := findPrefixed(s.snap.Load().gen.conn, parent, prefix); found != "" {
-					s.removeAbandoned(s.snap.Load(), found)
+			if cur, err := s.await(context.Background(), boundOrAny(mode.ephemeral, sn.sid)); err == nil {
+				if found, _ := findPrefixed(cur.gen.conn, parent, prefix); found != "" {
+					s.removeAbandoned(cur, found)
 				}
 			}
 		}
@@ -298,6 +319,15 @@ func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, fl
 		return "", opError("create", full, err)
 	}
 	return created, nil
+}
+
+// boundOrAny is the session an ephemeral node lives on, or 0 (any session)
+// for a persistent one.
+func boundOrAny(ephemeral bool, sid int64) int64 {
+	if ephemeral {
+		return sid
+	}
+	return 0
 }
 
 func findPrefixed(conn *zk.Conn, parent, prefix string) (string, error) {

@@ -78,10 +78,21 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 	}
 	var b *backoff
 	retry := false
+	var last *snapshot
+	var lastErr error
+	// giveUp ends the operation. If an earlier try may have taken effect
+	// (its reply was lost), abandoned still gets to undo it.
+	giveUp := func(err error) error {
+		if retry && abandoned != nil && last != nil {
+			sn, e := last, lastErr
+			s.goTracked(func() { abandoned(sn, e) })
+		}
+		return err
+	}
 	for {
 		sn, err := s.await(ctx, boundSID)
 		if err != nil {
-			return err
+			return giveUp(err)
 		}
 		if bound && boundSID == 0 {
 			boundSID = sn.sid
@@ -96,13 +107,13 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 		// A request flushed before it was sent (zk.ErrNoServer) had no
 		// effect; anything else may have.
 		if !errors.Is(err, zk.ErrNoServer) {
-			retry = true
+			retry, last, lastErr = true, sn, err
 		}
 		if b == nil {
 			b = s.newBackoff()
 		}
 		if err := b.wait(ctx, s.closing); err != nil {
-			return err
+			return giveUp(err)
 		}
 	}
 }

@@ -1,0 +1,505 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+func isNoNode(err error) bool { return errors.Is(err, zk.ErrNoNode) }
+
+func TestMutexBasics(t *testing.T) {
+	needZK(t)
+	a := connect(t, ens.Addrs())
+	b := connect(t, ens.Addrs())
+	p := lockPath(t)
+	ma, err := NewMutex(a, p, WithData([]byte("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := NewMutex(b, p)
+	ctx := ctxT(t, 30*time.Second)
+
+	l1, err := ma.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := l1.Path()[len(p)+1:]
+	if !strings.HasPrefix(name, resilience.ProtectedPrefix) || !strings.Contains(name, "-lock-") {
+		t.Errorf("node %q is not Curator's format", name)
+	}
+	if _, err := mb.TryLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("TryLock while held: %v, want ErrLocked", err)
+	}
+	if got := children(t, a, p); len(got) != 1 {
+		t.Fatalf("TryLock left a node: %v", got)
+	}
+	tok1 := l1.Token()
+	if tok1 == 0 {
+		t.Fatal("no fencing token")
+	}
+	// Guarded writes apply while holding.
+	res := p + "-resource"
+	if _, err := a.Create(ctx, res, []byte("0"), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Delete(context.Background(), res, -1) })
+	if _, err := l1.Guarded(ctx, &zk.SetDataRequest{Path: res, Data: []byte("1"), Version: -1}); err != nil {
+		t.Fatalf("guarded write while holding: %v", err)
+	}
+
+	got := make(chan *Lease, 1)
+	go func() {
+		l, err := mb.Lock(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	waitChildren(t, a, p, 2, 10*time.Second) // b is queued
+	if err := l1.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(context.Cause(l1.Context()), ErrReleased) {
+		t.Errorf("released lease's cause: %v", context.Cause(l1.Context()))
+	}
+	if err := l1.Release(ctx); !errors.Is(err, ErrReleased) {
+		t.Errorf("second Release: %v, want ErrReleased", err)
+	}
+	if _, err := l1.Guarded(ctx, &zk.SetDataRequest{Path: res, Data: []byte("stale"), Version: -1}); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("guarded write after release: %v, want ErrLeaseLost", err)
+	}
+	l2 := <-got
+	if l2 == nil {
+		t.FailNow()
+	}
+	if tok2 := l2.Token(); tok2 <= tok1 {
+		t.Errorf("fencing token did not increase: %d then %d", tok1, tok2)
+	}
+	if d, _, _ := a.Get(ctx, res); string(d) != "1" {
+		t.Errorf("resource %q: a stale guarded write went through", d)
+	}
+	if err := l2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := children(t, a, p); len(got) != 0 {
+		t.Fatalf("nodes left: %v", got)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	if _, err := NewMutex(nil, "/x"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("nil session: %v", err)
+	}
+	if testing.Short() {
+		return
+	}
+	s := connect(t, ens.Addrs())
+	for _, p := range []string{"", "relative", "/", "/a/", "/a//b"} {
+		if _, err := NewMutex(s, p); !errors.Is(err, resilience.ErrInvalidPath) {
+			t.Errorf("NewMutex(%q) = %v, want ErrInvalidPath", p, err)
+		}
+		if _, err := NewRWMutex(s, p); !errors.Is(err, resilience.ErrInvalidPath) {
+			t.Errorf("NewRWMutex(%q) = %v, want ErrInvalidPath", p, err)
+		}
+	}
+	for _, n := range []int{0, -1} {
+		if _, err := NewSemaphore(s, "/sem", n); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("NewSemaphore(%d) = %v, want ErrInvalidArgument", n, err)
+		}
+	}
+	if _, err := NewMultiLock(); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("empty multi-lock: %v", err)
+	}
+	m, _ := NewMutex(s, "/dup")
+	if _, err := NewMultiLock(m, m); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("duplicate multi-lock: %v", err)
+	}
+	// Calls after the session closed.
+	s2 := connect(t, ens.Addrs())
+	m2, _ := NewMutex(s2, lockPath(t))
+	s2.Close()
+	if _, err := m2.Lock(ctxT(t, 5*time.Second)); !errors.Is(err, resilience.ErrClosed) {
+		t.Errorf("Lock after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A cancelled or failed Lock leaves no node behind, whichever step it was
+// cancelled at.
+func TestCancellationLeavesNoOrphans(t *testing.T) {
+	needZK(t)
+	restore(t)
+	holderS := connect(t, ens.Addrs())
+	srv := ens.Server(0)
+	waiterS := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(8*time.Second))
+	p := lockPath(t)
+	holder, _ := NewMutex(holderS, p)
+	waiter, _ := NewMutex(waiterS, p)
+	held, err := holder.Lock(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Before the create: an already-cancelled context.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := waiter.Lock(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock with cancelled ctx: %v", err)
+	}
+	// While waiting.
+	ctx, cancel = context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := waiter.Lock(ctx); errc <- err }()
+	waitChildren(t, holderS, p, 2, 10*time.Second)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled while waiting: %v", err)
+	}
+	waitChildren(t, holderS, p, 1, 10*time.Second)
+	// With a deadline that ends while waiting.
+	if _, err := waiter.Lock(ctxT(t, 300*time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline while waiting: %v", err)
+	}
+	waitChildren(t, holderS, p, 1, 10*time.Second)
+	// During a lost reply: the create reaches the server, its reply is
+	// delayed, the connection drops, and the caller gives up meanwhile.
+	srv.Proxy().SetLatency(time.Second)
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { _, err := waiter.Lock(ctx); errc <- err }()
+	waitChildren(t, holderS, p, 2, 10*time.Second)
+	srv.Proxy().DropConnections()
+	cancel()
+	srv.Proxy().Heal()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled during reply loss: %v", err)
+	}
+	waitChildren(t, holderS, p, 1, 20*time.Second)
+	if err := held.Release(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, holderS, p, 0, 10*time.Second)
+}
+
+// Expiry while holding: the holder's context is cancelled before another
+// session's lease starts (one clock), under both policies.
+func TestHolderStepsDownBeforeNextHolder(t *testing.T) {
+	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+		t.Run(pol.String(), func(t *testing.T) {
+			needZK(t)
+			restore(t)
+			srv := ens.Server(0)
+			holderS := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(1500*time.Millisecond))
+			waiterS := connect(t, []string{ens.Server(1).Addr(), ens.Server(2).Addr()})
+			p := lockPath(t)
+			holder, _ := NewMutex(holderS, p, WithLossPolicy(pol))
+			waiter, _ := NewMutex(waiterS, p)
+			l, err := holder.Lock(ctxT(t, 10*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var steppedDown time.Time
+			stepped := make(chan struct{})
+			go func() {
+				<-l.Done()
+				steppedDown = time.Now()
+				close(stepped)
+			}()
+			got := make(chan time.Time, 1)
+			go func() {
+				l2, err := waiter.Lock(ctxT(t, 30*time.Second))
+				got <- time.Now()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = l2.Release(context.Background())
+			}()
+			waitChildren(t, waiterS, p, 2, 10*time.Second)
+			srv.Proxy().Blackhole() // partition the holder until its session expires
+			acquired := <-got
+			<-stepped
+			if !steppedDown.Before(acquired) {
+				t.Fatalf("old holder stepped down at %v, new holder started at %v", steppedDown, acquired)
+			}
+			if !errors.Is(l.Err(), ErrLeaseLost) {
+				t.Errorf("lease cause %v, want ErrLeaseLost", l.Err())
+			}
+			start := time.Now()
+			if err := l.Release(ctxT(t, 10*time.Second)); !errors.Is(err, ErrLeaseLost) {
+				t.Errorf("Release after loss: %v, want ErrLeaseLost", err)
+			}
+			if time.Since(start) > time.Second {
+				t.Errorf("Release after loss took %v", time.Since(start))
+			}
+			t.Logf("stepped down %v before the next holder", acquired.Sub(steppedDown))
+		})
+	}
+}
+
+// Under LoseOnSuspend, a lease lost to a short disconnect has its node
+// removed once the same session is back, so the next waiter proceeds.
+func TestSuspendLossRemovesNodeOnReconnect(t *testing.T) {
+	needZK(t)
+	restore(t)
+	srv := ens.Server(0)
+	holderS := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(10*time.Second))
+	waiterS := connect(t, []string{ens.Server(1).Addr()})
+	p := lockPath(t)
+	holder, _ := NewMutex(holderS, p)
+	waiter, _ := NewMutex(waiterS, p)
+	l, err := holder.Lock(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := holderS.SessionID()
+	got := make(chan error, 1)
+	go func() {
+		l2, err := waiter.Lock(ctxT(t, 30*time.Second))
+		if err == nil {
+			err = l2.Release(context.Background())
+		}
+		got <- err
+	}()
+	waitChildren(t, waiterS, p, 2, 10*time.Second)
+	srv.Proxy().DropConnections()
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lease survived a suspension under LoseOnSuspend")
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if holderS.SessionID() != sid {
+		t.Fatal("the session was replaced; this test needs the same session back")
+	}
+}
+
+// Mutual exclusion under faults: several sessions hammer one mutex while
+// connections drop, links blackhole past the session timeout and a server
+// restarts. Every holding interval, from acquisition to the moment the
+// holder learns it lost or calls Release, is checked for overlap.
+func TestMutualExclusionUnderFaults(t *testing.T) {
+	needZK(t)
+	restore(t)
+	const workers = 5
+	p := lockPath(t)
+	var chk checker
+	var handoffs atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		srv := ens.Server(i % 3)
+		s := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(1500*time.Millisecond))
+		m, _ := NewMutex(s, p)
+		wg.Add(1)
+		go func(who string) {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				l, err := m.Lock(ctx)
+				if err != nil {
+					continue
+				}
+				start := time.Now()
+				select {
+				case <-l.Done(): // lost
+				case <-time.After(time.Millisecond):
+				}
+				end := time.Now()
+				if l.Err() == nil {
+					_ = l.Release(ctx)
+				}
+				chk.add(who, start, end)
+				handoffs.Add(1)
+			}
+		}(fmt.Sprintf("worker%d", i))
+	}
+	faults := []func(){
+		func() { ens.Server(0).Proxy().DropConnections() },
+		func() { ens.Server(1).Proxy().Blackhole() }, // past the timeout: expiry
+		func() { ens.Server(1).Proxy().Heal() },
+		func() { _ = ens.Server(2).Stop() },
+		func() { _ = ens.Server(2).Start(ctx) },
+		func() { ens.Server(0).Proxy().DropConnections() },
+	}
+	for _, f := range faults {
+		time.Sleep(2 * time.Second)
+		f()
+	}
+	// Keep going until enough handoffs happened after the last fault.
+	deadline := time.Now().Add(60 * time.Second)
+	for target := handoffs.Load() + 300; handoffs.Load() < target && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if n := handoffs.Load(); n < 300 {
+		t.Fatalf("only %d handoffs", n)
+	}
+	if v := chk.violations(1); len(v) > 0 {
+		t.Fatalf("%d overlaps, first: %v", len(v), v[0])
+	}
+	t.Logf("%d handoffs without overlap", handoffs.Load())
+	// No orphans once every contender has stopped.
+	obs := connect(t, ens.Addrs())
+	waitChildren(t, obs, p, 0, 20*time.Second)
+}
+
+func TestRWMutex(t *testing.T) {
+	needZK(t)
+	a := connect(t, ens.Addrs())
+	b := connect(t, ens.Addrs())
+	p := lockPath(t)
+	ra, _ := NewRWMutex(a, p)
+	rb, _ := NewRWMutex(b, p)
+	ctx := ctxT(t, 30*time.Second)
+	r1, err := ra.RLock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := rb.TryRLock(ctx)
+	if err != nil {
+		t.Fatalf("second reader: %v", err)
+	}
+	if _, err := rb.TryLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("writer while read-locked: %v", err)
+	}
+	wgot := make(chan *Lease, 1)
+	go func() {
+		w, err := rb.Lock(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		wgot <- w
+	}()
+	waitChildren(t, a, p, 3, 10*time.Second)
+	// A reader arriving after a waiting writer queues behind it.
+	if _, err := ra.TryRLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("reader behind a waiting writer: %v", err)
+	}
+	for _, n := range children(t, a, p) {
+		if !strings.Contains(n, "__READ__") && !strings.Contains(n, "__WRIT__") {
+			t.Errorf("node %q is not Curator's format", n)
+		}
+	}
+	_ = r1.Release(ctx)
+	select {
+	case <-wgot:
+		t.Fatal("writer got in while a reader held")
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = r2.Release(ctx)
+	w := <-wgot
+	if w == nil {
+		t.FailNow()
+	}
+	if _, err := ra.TryRLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("reader while write-locked: %v", err)
+	}
+	_ = w.Release(ctx)
+	waitChildren(t, a, p, 0, 10*time.Second)
+}
+
+func TestSemaphoreNeverExceedsN(t *testing.T) {
+	needZK(t)
+	const n, workers, rounds = 2, 5, 8
+	p := lockPath(t)
+	var chk checker
+	var wg sync.WaitGroup
+	ctx := ctxT(t, time.Minute)
+	for i := 0; i < workers; i++ {
+		s := connect(t, ens.Addrs())
+		sem, err := NewSemaphore(s, p, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(who string) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				l, err := sem.Acquire(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				start := time.Now()
+				time.Sleep(5 * time.Millisecond)
+				chk.add(who, start, time.Now())
+				if err := l.Release(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		}(fmt.Sprintf("w%d", i))
+	}
+	wg.Wait()
+	if v := chk.violations(n); len(v) > 0 {
+		t.Fatalf("%d times over %d holders, first: %v", len(v), n, v[0])
+	}
+	// Concurrency actually reached n at some point.
+	if v := chk.violations(n - 1); len(v) == 0 {
+		t.Error("never more than one holder: the semaphore serialised everything")
+	}
+	obs := connect(t, ens.Addrs())
+	waitChildren(t, obs, p+"/leases", 0, 10*time.Second)
+	s := connect(t, ens.Addrs())
+	sem, _ := NewSemaphore(s, p, 1)
+	l, err := sem.TryAcquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sem.TryAcquire(ctx); !errors.Is(err, ErrLocked) {
+		t.Fatalf("TryAcquire when full: %v", err)
+	}
+	_ = l.Release(ctx)
+}
+
+func TestMultiLock(t *testing.T) {
+	needZK(t)
+	a := connect(t, ens.Addrs())
+	b := connect(t, ens.Addrs())
+	p := lockPath(t)
+	ctx := ctxT(t, 30*time.Second)
+	a1, _ := NewMutex(a, p+"/one")
+	a2, _ := NewMutex(a, p+"/two")
+	b2, _ := NewMutex(b, p+"/two")
+	// b holds "two"; a's multi-lock takes "one" then waits for "two".
+	held, err := b2.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ml, err := NewMultiLock(a2, a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := ml.Lock(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("multi-lock with one lock held elsewhere: %v", err)
+	}
+	// It released "one" on the way out.
+	waitChildren(t, a, p+"/one", 0, 10*time.Second)
+	_ = held.Release(ctx)
+	mlease, err := ml.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls := mlease.Leases(); len(ls) != 2 || !strings.HasPrefix(ls[0].Path(), p+"/one/") {
+		t.Fatalf("leases not in path order: %v", ls)
+	}
+	if err := mlease.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if mlease.Context().Err() == nil {
+		t.Fatal("multi-lease context alive after release")
+	}
+}

@@ -1,0 +1,94 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/go-multierror"
+)
+
+// Locker is a lock that MultiLock can take: Mutex and anything with the
+// same two methods.
+type Locker interface {
+	Path() string
+	Lock(ctx context.Context) (*Lease, error)
+}
+
+// MultiLock takes several locks as one: always in the order of their paths
+// (so two MultiLocks over overlapping sets cannot deadlock), and on failure
+// releases the ones it already took.
+type MultiLock struct {
+	locks []Locker
+}
+
+// NewMultiLock returns a MultiLock over locks, which must be non-empty and
+// have distinct paths.
+func NewMultiLock(locks ...Locker) (*MultiLock, error) {
+	if len(locks) == 0 {
+		return nil, fmt.Errorf("%w: no locks", ErrInvalidArgument)
+	}
+	sorted := append([]Locker(nil), locks...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path() < sorted[j].Path() })
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].Path() == sorted[i-1].Path() {
+			return nil, fmt.Errorf("%w: lock %s listed twice", ErrInvalidArgument, sorted[i].Path())
+		}
+	}
+	return &MultiLock{locks: sorted}, nil
+}
+
+// Lock takes every lock in path order and returns their combined lease.
+func (ml *MultiLock) Lock(ctx context.Context) (*MultiLease, error) {
+	leases := make([]*Lease, 0, len(ml.locks))
+	for _, lk := range ml.locks {
+		l, err := lk.Lock(ctx)
+		if err != nil {
+			for i := len(leases) - 1; i >= 0; i-- {
+				_ = leases[i].Release(context.WithoutCancel(ctx))
+			}
+			return nil, fmt.Errorf("lock: multi-lock at %s: %w", lk.Path(), err)
+		}
+		leases = append(leases, l)
+	}
+	ctx2, cancel := context.WithCancelCause(context.Background())
+	ml2 := &MultiLease{leases: leases, ctx: ctx2, cancel: cancel}
+	for _, l := range leases {
+		ml2.stops = append(ml2.stops, context.AfterFunc(l.Context(), func() { cancel(context.Cause(l.Context())) }))
+	}
+	return ml2, nil
+}
+
+// MultiLease holds every lock of a MultiLock. Its context is cancelled as
+// soon as any of its leases ends.
+type MultiLease struct {
+	leases []*Lease
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stops  []func() bool
+}
+
+// Context is cancelled when any lease ends; its cause is that lease's.
+func (m *MultiLease) Context() context.Context { return m.ctx }
+
+// Done is Context().Done().
+func (m *MultiLease) Done() <-chan struct{} { return m.ctx.Done() }
+
+// Leases returns the individual leases, in path order.
+func (m *MultiLease) Leases() []*Lease { return append([]*Lease(nil), m.leases...) }
+
+// Release releases every lease (in reverse order) and returns all their
+// errors together.
+func (m *MultiLease) Release(ctx context.Context) error {
+	for _, stop := range m.stops {
+		stop()
+	}
+	m.cancel(ErrReleased)
+	var merr *multierror.Error
+	for i := len(m.leases) - 1; i >= 0; i-- {
+		if err := m.leases[i].Release(ctx); err != nil {
+			merr = multierror.Append(merr, err)
+		}
+	}
+	return merr.ErrorOrNil()
+}

@@ -1,0 +1,183 @@
+package recipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// Entry is this client's node in a queue.
+type Entry struct {
+	Path      string // full path of the node
+	Name      string // its name under the queue's parent
+	SessionID int64  // the session that owns it
+}
+
+// Join adds this client to the queue under parent: it creates the
+// protected ephemeral sequential node parent/<_c_uuid->name<seq> holding
+// data (creating missing parents as containers) and returns it with the
+// parent's children as read after the create.
+//
+// The children read is issued right behind the create rather than after
+// it returns. ZooKeeper executes a session's requests in order, so a list
+// that already holds the new node was read after the create; only a list
+// without it is read again. An uncontended queue thus costs one write, not
+// a write and then a read.
+func Join(ctx context.Context, s *resilience.Session, parent, name string, data []byte) (Entry, []string, error) {
+	if err := resilience.ValidatePath(parent, false); err != nil {
+		return Entry{}, nil, err
+	}
+	sid := s.SessionID()
+	id := resilience.NewUUID()
+	prefix := resilience.ProtectedPrefix + id + "-"
+	type listing struct {
+		names []string
+		err   error
+	}
+	listed := make(chan listing, 1)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// Let the create reach the connection's queue first.
+		for i := 0; i < 3; i++ {
+			runtime.Gosched()
+		}
+		names, _, err := s.Children(lctx, parent)
+		listed <- listing{names, err}
+	}()
+	full := path.Join(parent, name)
+	p, err := s.CreateProtectedID(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = EnsurePath(ctx, s, parent); err == nil {
+			p, err = s.CreateProtectedID(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
+		}
+	}
+	if err != nil {
+		cancel()
+		<-listed
+		return Entry{}, nil, err
+	}
+	if sid == 0 {
+		sid = s.SessionID()
+	}
+	e := Entry{Path: p, Name: path.Base(p), SessionID: sid}
+	l := <-listed
+	if l.err == nil && hasPrefix(l.names, prefix) {
+		return e, l.names, nil
+	}
+	names, _, err := s.Children(ctx, parent)
+	if err != nil {
+		return e, nil, err
+	}
+	return e, names, nil
+}
+
+func hasPrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// EnsurePath creates p and its missing ancestors as container nodes (the
+// ensemble deletes a container once its last child is gone). Existing nodes
+// are left as they are.
+func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		_, err := s.Create(ctx, p, nil, zk.FlagContainer, nil)
+		switch {
+		case err == nil, errors.Is(err, zk.ErrNodeExists):
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if parent := path.Dir(p); parent != "/" {
+				if err := EnsurePath(ctx, s, parent); err != nil {
+					return err
+				}
+			}
+			// A container parent can vanish between the two creates; try again.
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("recipes: creating %s: parents keep disappearing", p)
+}
+
+// Leave deletes a queue entry, with a context of its own so that it runs
+// even when the caller's context has ended (a cancelled Lock must not leave
+// its node behind). A node already gone counts as removed.
+func Leave(s *resilience.Session, e Entry) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout())
+	defer cancel()
+	err := s.Delete(ctx, e.Path, -1)
+	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// LostSignal returns a channel that is closed once session sid is lost or
+// the Session closes (at once if sid is not the current session), and a
+// function to stop watching. It costs no goroutine.
+func LostSignal(s *resilience.Session, sid int64) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	fire := func() { once.Do(func() { close(ch) }) }
+	remove := s.AddListener(func(t resilience.Transition) {
+		if (t.To == resilience.Lost && t.OldSessionID == sid) || t.To == resilience.Closed ||
+			(t.To == resilience.Connected && t.SessionID != sid) {
+			fire()
+		}
+	})
+	// The listener sees what happens from now on; the state covers before.
+	if st := s.State(); st == resilience.Lost || st == resilience.Closed || s.SessionID() != sid {
+		fire()
+	}
+	return ch, remove
+}
+
+// WaitGone blocks until the node at p no longer exists, or session sid is
+// lost (an error wrapping resilience.ErrSessionLost), or ctx ends. It sets
+// one data watch on p, so each waiter watches only its own predecessor.
+// Connection loss is waited out: the watch survives a reconnect.
+func WaitGone(ctx context.Context, s *resilience.Session, p string, sid int64) error {
+	lost, stop := LostSignal(s, sid)
+	defer stop()
+	for {
+		select {
+		case <-lost:
+			return fmt.Errorf("%w: while waiting for %s", resilience.ErrSessionLost, p)
+		default:
+		}
+		_, _, ch, err := s.GetW(ctx, p)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case ev := <-ch:
+			if ev.Type == zk.EventNodeDeleted {
+				return nil
+			}
+			// Data changed, or the watch was dropped with a session: look again.
+		case <-lost:
+			return fmt.Errorf("%w: while waiting for %s", resilience.ErrSessionLost, p)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
