@@ -445,22 +445,45 @@ func TestSemaphoreNeverExceedsN(t *testing.T) {
 	if v := chk.violations(n); len(v) > 0 {
 		t.Fatalf("%d times over %d holders, first: %v", len(v), n, v[0])
 	}
-	// Concurrency actually reached n at some point.
-	if v := chk.violations(n - 1); len(v) == 0 {
-		t.Error("never more than one holder: the semaphore serialised everything")
-	}
 	obs := connect(t, ens.Addrs())
 	waitChildren(t, obs, p+"/leases", 0, 10*time.Second)
+
+	// n holders at once; the next one is refused, then waits and gets in
+	// when one leaves.
 	s := connect(t, ens.Addrs())
-	sem, _ := NewSemaphore(s, p, 1)
-	l, err := sem.TryAcquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	sem, _ := NewSemaphore(s, p, n)
+	var held []*Lease
+	for i := 0; i < n; i++ {
+		l, err := sem.TryAcquire(ctx)
+		if err != nil {
+			t.Fatalf("lease %d of %d: %v", i+1, n, err)
+		}
+		held = append(held, l)
 	}
 	if _, err := sem.TryAcquire(ctx); !errors.Is(err, ErrLocked) {
 		t.Fatalf("TryAcquire when full: %v", err)
 	}
+	got := make(chan *Lease, 1)
+	go func() {
+		l, err := sem.Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	select {
+	case <-got:
+		t.Fatal("acquired past N")
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = held[0].Release(ctx)
+	l := <-got
+	if l == nil {
+		t.FailNow()
+	}
 	_ = l.Release(ctx)
+	_ = held[1].Release(ctx)
+	waitChildren(t, obs, p+"/leases", 0, 10*time.Second)
 }
 
 func TestMultiLock(t *testing.T) {

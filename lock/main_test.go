@@ -99,10 +99,16 @@ func lockPath(t testing.TB) string {
 	return fmt.Sprintf("/locktest/%d-%d", time.Now().UnixNano(), pathSeq.n)
 }
 
-// children lists p's children, or nil when p does not exist.
+// children lists p's children, or nil when p does not exist. It syncs
+// first: reads are served by the session's own server, which may not yet
+// have applied another session's write.
 func children(t testing.TB, s *resilience.Session, p string) []string {
 	t.Helper()
-	names, _, err := s.Children(ctxT(t, 10*time.Second), p)
+	ctx := ctxT(t, 10*time.Second)
+	if err := s.Sync(ctx, p); err != nil && !isNoNode(err) {
+		t.Fatalf("sync %s: %v", p, err)
+	}
+	names, _, err := s.Children(ctx, p)
 	if err != nil && !isNoNode(err) {
 		t.Fatalf("children of %s: %v", p, err)
 	}
