@@ -13,6 +13,7 @@ test: deps fmt-check vet staticcheck
 ## demo: start a local 3-node ensemble (unless ZK_SERVERS is set) and walk through the session scenarios
 demo: deps-zk
 	$(GO) run ./examples/session-states
+	$(GO) run ./examples/lock
 
 deps:
 	@scripts/install-deps.sh all

@@ -213,7 +213,24 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.cancel(ErrReleased)
 	l.tel.held.Add(context.Background(), -1, l.tel.kindAttr(l.kind))
 	l.stopListening()
-	err := l.s.Delete(ctx, l.entry.Path, -1)
+	// If the session goes while we wait to delete, so did the node.
+	gone, unwatch := recipes.LostSignal(l.s, l.entry.SessionID)
+	defer unwatch()
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	err := l.s.Delete(dctx, l.entry.Path, -1)
+	select {
+	case <-gone:
+		return fmt.Errorf("%w: session %#x ended during release", ErrLeaseLost, l.entry.SessionID)
+	default:
+	}
 	switch {
 	case err == nil:
 		return nil

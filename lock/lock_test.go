@@ -526,3 +526,92 @@ func TestMultiLock(t *testing.T) {
 		t.Fatal("multi-lease context alive after release")
 	}
 }
+
+// A waiter keeps its place through connection loss and re-enters the queue
+// on a new session after expiry.
+func TestWaiterSurvivesConnectionLossAndExpiry(t *testing.T) {
+	needZK(t)
+	restore(t)
+	holderS := connect(t, []string{ens.Server(1).Addr()})
+	srv := ens.Server(0)
+	waiterS := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(2*time.Second))
+	p := lockPath(t)
+	holder, _ := NewMutex(holderS, p)
+	waiter, _ := NewMutex(waiterS, p)
+	ctx := ctxT(t, time.Minute)
+	l, err := holder.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Lease, 1)
+	go func() {
+		l, err := waiter.Lock(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	queued := waitChildren(t, holderS, p, 2, 10*time.Second)
+
+	// Connection loss: same session, same node, same place.
+	srv.Proxy().DropConnections()
+	if err := waiterS.WaitState(ctxT(t, 10*time.Second), resilience.Reconnected); err != nil {
+		t.Fatal(err)
+	}
+	if now := waitChildren(t, holderS, p, 2, 10*time.Second); now[0] != queued[0] || now[1] != queued[1] {
+		t.Fatalf("queue changed across a reconnect: %v -> %v", queued, now)
+	}
+	// Expiry: the old node goes with the session; a new one is queued.
+	oldSID := waiterS.SessionID()
+	if err := ens.ExpireSession(ctx, oldSID); err != nil {
+		t.Fatal(err)
+	}
+	oldNode := otherThan(queued, l.Path())
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		now := children(t, holderS, p)
+		if len(now) == 2 && !contains(now, oldNode) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiter did not re-queue after expiry: %v (was %v)", now, queued)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waiterS.SessionID() == oldSID {
+		t.Fatal("session was not replaced")
+	}
+	select {
+	case <-got:
+		t.Fatal("waiter acquired while the holder holds")
+	default:
+	}
+	_ = l.Release(ctx)
+	w := <-got
+	if w == nil {
+		t.FailNow()
+	}
+	if ok, st, err := waiterS.Exists(ctx, w.Path()); err != nil || !ok || st.EphemeralOwner != waiterS.SessionID() {
+		t.Fatalf("lease node not on the new session: %v %v", ok, err)
+	}
+	_ = w.Release(ctx)
+}
+
+func contains(names []string, n string) bool {
+	for _, x := range names {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
+
+// otherThan returns the name in names that is not the base name of p.
+func otherThan(names []string, p string) string {
+	for _, n := range names {
+		if !strings.HasSuffix(p, "/"+n) {
+			return n
+		}
+	}
+	return ""
+}
