@@ -3,6 +3,8 @@ package lock
 import (
 	"context"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
+
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -11,8 +13,8 @@ import (
 // path; Kazoo Lock contenders are honoured. A Mutex is safe for concurrent
 // use; each Lock call is a separate contender (it is not reentrant).
 type Mutex struct {
-	b    base
-	spec queueSpec
+	b base
+	q recipes.Queue
 }
 
 // NewMutex returns a mutex at path (created as a container when first
@@ -22,11 +24,11 @@ func NewMutex(s *resilience.Session, path string, opts ...Option) (*Mutex, error
 	if err != nil {
 		return nil, err
 	}
-	return &Mutex{b: b, spec: queueSpec{
-		kind:    "mutex",
-		name:    markerLock,
-		markers: []string{markerLock, markerKazoo},
-		blocker: exclusive,
+	return &Mutex{b: b, q: recipes.Queue{
+		Parent:  path,
+		Name:    markerLock,
+		Markers: []string{markerLock, markerKazoo},
+		Data:    b.opts.data,
 	}}, nil
 }
 
@@ -37,11 +39,11 @@ func (m *Mutex) Path() string { return m.b.path }
 // lease. Connection loss is waited out; if the session is lost while
 // waiting, Lock queues again on the new session.
 func (m *Mutex) Lock(ctx context.Context) (*Lease, error) {
-	return m.b.acquire(ctx, &m.spec, m.b.path, true)
+	return m.b.acquire(ctx, &m.q, "mutex", true)
 }
 
 // TryLock takes the lock if nobody holds it or waits for it, and otherwise
 // returns ErrLocked at once (after one round trip).
 func (m *Mutex) TryLock(ctx context.Context) (*Lease, error) {
-	return m.b.acquire(ctx, &m.spec, m.b.path, false)
+	return m.b.acquire(ctx, &m.q, "mutex", false)
 }

@@ -3,6 +3,8 @@ package lock
 import (
 	"errors"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
+
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -13,32 +15,26 @@ var (
 	ErrLocked = errors.New("lock: held by another client")
 	// ErrLeaseLost means the lease ended without Release: its session was
 	// suspended (LoseOnSuspend) or lost, or its node was deleted.
-	ErrLeaseLost = errors.New("lock: lease lost")
+	ErrLeaseLost = recipes.ErrLost
 	// ErrReleased is returned by a second Release of the same lease, and is
 	// the cause of a released lease's context.
-	ErrReleased = errors.New("lock: lease released")
+	ErrReleased = recipes.ErrReleased
 	// ErrInvalidArgument is returned for a bad semaphore size or an empty
 	// lock list.
 	ErrInvalidArgument = errors.New("lock: invalid argument")
 )
 
-// LossPolicy says when a lease counts as lost.
-type LossPolicy int
+// LossPolicy says when a lease counts as lost; see the package
+// documentation.
+type LossPolicy = recipes.LossPolicy
 
 const (
 	// LoseOnSuspend cancels a lease when its session is suspended.
-	LoseOnSuspend LossPolicy = iota
-	// LoseOnSessionLoss cancels a lease only when its session is lost.
-	LoseOnSessionLoss
+	LoseOnSuspend = recipes.LoseOnSuspend
+	// LoseOnSessionLoss cancels a lease only when its session is lost (or
+	// its node is found gone after a reconnect).
+	LoseOnSessionLoss = recipes.LoseOnSessionLoss
 )
-
-// String returns the policy's name.
-func (p LossPolicy) String() string {
-	if p == LoseOnSessionLoss {
-		return "lose_on_session_loss"
-	}
-	return "lose_on_suspend"
-}
 
 // Option configures a lock.
 type Option func(*options)

@@ -3,6 +3,8 @@ package lock
 import (
 	"context"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
+
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -12,7 +14,7 @@ import (
 // for it). Kazoo's ReadLock and WriteLock contenders are honoured.
 type RWMutex struct {
 	b           base
-	read, write queueSpec
+	read, write recipes.Queue
 }
 
 // NewRWMutex returns a reader/writer lock at path.
@@ -24,8 +26,8 @@ func NewRWMutex(s *resilience.Session, path string, opts ...Option) (*RWMutex, e
 	all := []string{markerRead, markerWrite, markerKazooRead, markerKazoo}
 	return &RWMutex{
 		b:     b,
-		read:  queueSpec{kind: "read", name: markerRead, markers: all, blocker: shared},
-		write: queueSpec{kind: "write", name: markerWrite, markers: all, blocker: exclusive},
+		read:  recipes.Queue{Parent: path, Name: markerRead, Markers: all, Blocker: shared, Data: b.opts.data},
+		write: recipes.Queue{Parent: path, Name: markerWrite, Markers: all, Data: b.opts.data},
 	}, nil
 }
 
@@ -34,20 +36,20 @@ func (rw *RWMutex) Path() string { return rw.b.path }
 
 // RLock waits for a shared (read) lease.
 func (rw *RWMutex) RLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.read, rw.b.path, true)
+	return rw.b.acquire(ctx, &rw.read, "read", true)
 }
 
 // TryRLock takes a read lease only if no writer holds or waits ahead.
 func (rw *RWMutex) TryRLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.read, rw.b.path, false)
+	return rw.b.acquire(ctx, &rw.read, "read", false)
 }
 
 // Lock waits for the exclusive (write) lease.
 func (rw *RWMutex) Lock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.write, rw.b.path, true)
+	return rw.b.acquire(ctx, &rw.write, "write", true)
 }
 
 // TryLock takes the write lease only if nobody holds or waits.
 func (rw *RWMutex) TryLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.write, rw.b.path, false)
+	return rw.b.acquire(ctx, &rw.write, "write", false)
 }

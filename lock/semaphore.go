@@ -14,6 +14,9 @@ import (
 
 const markerLease = "lease-"
 
+// errLeaseGone: our lease node was deleted by someone else while counting.
+var errLeaseGone = errors.New("lock: semaphore lease node deleted by someone else")
+
 // Semaphore hands out at most N leases at a time. Its layout is that of
 // Curator's InterProcessSemaphoreV2 (a mutex at path/locks serialising
 // acquirers, lease nodes "lease-" under path/leases), so Go and Java
@@ -37,7 +40,6 @@ func NewSemaphore(s *resilience.Session, path string, n int, opts ...Option) (*S
 	if err != nil {
 		return nil, err
 	}
-	guard.spec.kind = "semaphore-guard"
 	return &Semaphore{b: b, max: n, guard: guard}, nil
 }
 
@@ -77,7 +79,7 @@ func (sem *Semaphore) acquire(ctx context.Context, wait bool) (*Lease, error) {
 		}
 		l, err := sem.take(ctx, g, leases, wait)
 		_ = g.Release(context.WithoutCancel(ctx))
-		if errors.Is(err, resilience.ErrSessionLost) || errors.Is(err, errEntryGone) || errors.Is(err, ErrLeaseLost) {
+		if errors.Is(err, resilience.ErrSessionLost) || errors.Is(err, errLeaseGone) || errors.Is(err, ErrLeaseLost) {
 			continue // the guard or our lease node went with its session
 		}
 		return l, err
@@ -104,7 +106,7 @@ func (sem *Semaphore) take(ctx context.Context, guard *Lease, leases string, wai
 			if sem.b.s.SessionID() != e.SessionID {
 				return nil, resilience.ErrSessionLost
 			}
-			return nil, errEntryGone
+			return nil, errLeaseGone
 		}
 		if len(cs) <= sem.max {
 			return newLease(sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore"), nil

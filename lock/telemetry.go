@@ -97,7 +97,7 @@ func (t *telemetry) acquireSpan(ctx context.Context, kind, path string, fn func(
 		span.RecordError(err)
 	}
 	if l != nil {
-		span.SetAttributes(attribute.String("zkrecipes.lock.node", l.entry.Name))
+		span.SetAttributes(attribute.String("zkrecipes.lock.node", l.h.Entry().Name))
 	}
 	return l, err
 }

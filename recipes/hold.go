@@ -1,0 +1,291 @@
+package recipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// Errors that end a Hold; the lock and election packages re-export them.
+var (
+	// ErrLost means a holding ended without being released: its session was
+	// suspended (LoseOnSuspend) or lost, or its node was deleted.
+	ErrLost = errors.New("holding lost")
+	// ErrReleased is the cause of a released holding's context, and the
+	// error of a second release.
+	ErrReleased = errors.New("holding released")
+)
+
+// LossPolicy says when a holding (a lock lease, a leadership term) counts as
+// lost.
+type LossPolicy int
+
+const (
+	// LoseOnSuspend ends a holding when its session is suspended: the
+	// client notices a dead link after two thirds of the session timeout,
+	// before the ensemble can expire the session, so the holder steps down
+	// before anyone else can take over. The default.
+	LoseOnSuspend LossPolicy = iota
+	// LoseOnSessionLoss ends a holding only when its session is lost (or
+	// its node turns out to be gone after a reconnect). Fewer false
+	// step-downs, weaker guarantee: see the lock package documentation.
+	LoseOnSessionLoss
+)
+
+// String returns the policy's name.
+func (p LossPolicy) String() string {
+	if p == LoseOnSessionLoss {
+		return "lose_on_session_loss"
+	}
+	return "lose_on_suspend"
+}
+
+// Hold is one holding of a queue entry whose turn has come: a lock lease, a
+// leadership term. Its context is cancelled when the holding ends, by
+// Release (cause ErrReleased) or by loss (cause wrapping ErrLost). It needs
+// no goroutine while held: session transitions reach it through a listener.
+type Hold struct {
+	s      *resilience.Session
+	entry  Entry
+	policy LossPolicy
+	onEnd  func(lost bool, cause error)
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu        sync.Mutex
+	ended     bool
+	released  bool
+	cleanup   bool // lost at Suspended: delete the node once the session is back
+	unlisten  func()
+	tokenDone chan struct{}
+	token     int64
+}
+
+// NewHold starts holding e. token is the fencing token if the caller
+// already knows it (the node's czxid), or 0 to read it right away in the
+// background. onEnd, if not nil, is called once when the holding ends.
+func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onEnd func(lost bool, cause error)) *Hold {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	h := &Hold{s: s, entry: e, policy: policy, onEnd: onEnd, ctx: ctx, cancel: cancel, tokenDone: make(chan struct{})}
+	h.mu.Lock()
+	h.unlisten = s.AddListener(h.onTransition)
+	h.mu.Unlock()
+	// The listener covers what happens from now on; the state covers what
+	// happened since the entry was last seen.
+	switch st := s.State(); {
+	case st == resilience.Closed || st == resilience.Lost || s.SessionID() != e.SessionID:
+		h.lose(fmt.Errorf("%w: session %#x ended before the holding began", ErrLost, e.SessionID), false)
+	case st == resilience.Suspended && policy == LoseOnSuspend:
+		h.lose(fmt.Errorf("%w: connection suspended", ErrLost), true)
+	}
+	if token != 0 {
+		h.token = token
+		close(h.tokenDone)
+	} else {
+		// Reading the czxid overlaps with the holder's work (and with a
+		// release) instead of delaying the acquisition.
+		go h.fetchToken()
+	}
+	return h
+}
+
+func (h *Hold) fetchToken() {
+	defer close(h.tokenDone)
+	_, st, err := h.s.Exists(h.ctx, h.entry.Path)
+	if err == nil && st != nil {
+		h.token = st.Czxid
+	}
+}
+
+// onTransition runs on the session's goroutine; it only cancels and
+// schedules.
+func (h *Hold) onTransition(t resilience.Transition) {
+	switch t.To {
+	case resilience.Suspended:
+		if h.policy == LoseOnSuspend && t.SessionID == h.entry.SessionID {
+			h.lose(fmt.Errorf("%w: connection to ZooKeeper suspended (%s)", ErrLost, t.Cause), true)
+		}
+	case resilience.Reconnected:
+		if t.SessionID != h.entry.SessionID {
+			return
+		}
+		h.mu.Lock()
+		clean, ended := h.cleanup, h.ended
+		h.cleanup = false
+		h.mu.Unlock()
+		switch {
+		case clean:
+			// Same session back, and our node still blocks the next in
+			// line: remove it.
+			go func() {
+				_ = Leave(h.s, h.entry)
+				h.stopListening()
+			}()
+		case !ended:
+			// Held through the suspension: confirm, never assume, that the
+			// node is still there and ours.
+			go h.confirm()
+		}
+	case resilience.Lost:
+		if t.OldSessionID == h.entry.SessionID {
+			h.lose(fmt.Errorf("%w: session %#x %s", ErrLost, t.OldSessionID, t.Cause), false)
+			h.stopListening()
+		}
+	case resilience.Closed:
+		h.lose(fmt.Errorf("%w: session closed", ErrLost), false)
+		h.stopListening()
+	}
+}
+
+func (h *Hold) confirm() {
+	ok, st, err := h.s.Exists(h.ctx, h.entry.Path)
+	switch {
+	case err != nil:
+		// The context ended (the holding did) or the session went; the
+		// listener handles the latter.
+	case !ok:
+		h.lose(fmt.Errorf("%w: node %s is gone", ErrLost, h.entry.Path), false)
+	case st.EphemeralOwner != h.entry.SessionID:
+		h.lose(fmt.Errorf("%w: node %s belongs to session %#x", ErrLost, h.entry.Path, st.EphemeralOwner), false)
+	}
+}
+
+func (h *Hold) lose(cause error, cleanup bool) {
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		return
+	}
+	h.ended, h.cleanup = true, cleanup
+	h.mu.Unlock()
+	h.cancel(cause)
+	if h.onEnd != nil {
+		h.onEnd(true, cause)
+	}
+}
+
+func (h *Hold) stopListening() {
+	h.mu.Lock()
+	f := h.unlisten
+	h.unlisten = nil
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Context returns a context cancelled when the holding ends.
+func (h *Hold) Context() context.Context { return h.ctx }
+
+// Err returns nil while the holding lasts, then the reason it ended.
+func (h *Hold) Err() error {
+	if h.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(h.ctx)
+}
+
+// Entry returns the held queue entry.
+func (h *Hold) Entry() Entry { return h.entry }
+
+// Token returns the fencing token (the node's czxid), waiting for the read
+// issued at the start if needed; 0 if the holding ended before it was known.
+func (h *Hold) Token() int64 {
+	select {
+	case <-h.tokenDone:
+	case <-h.ctx.Done():
+		select {
+		case <-h.tokenDone:
+		default:
+			return 0
+		}
+	}
+	return h.token
+}
+
+// Guarded runs ops as one transaction that applies only if the held node
+// still exists. A lost holding or a missing node gives an error wrapping
+// ErrLost.
+func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
+	if err := h.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrLost, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
+	defer stop()
+	all := append([]any{&zk.CheckVersionRequest{Path: h.entry.Path, Version: -1}}, ops...)
+	res, err := h.s.Multi(ctx, all...)
+	if err != nil {
+		if len(res) > 0 && errors.Is(res[0].Error, zk.ErrNoNode) {
+			return nil, fmt.Errorf("%w: node %s is gone", ErrLost, h.entry.Path)
+		}
+		if herr := h.Err(); herr != nil {
+			return nil, fmt.Errorf("%w: %v", ErrLost, herr)
+		}
+		if len(res) > 1 {
+			res = res[1:]
+		}
+		return res, err
+	}
+	return res[1:], nil
+}
+
+// Release ends the holding and deletes its node. If the holding was
+// already lost it returns at once with that cause (wrapping ErrLost); a
+// second Release returns ErrReleased. If the session ends while deleting,
+// the node went with it (ErrLost). If ctx ends first, the deletion goes on
+// in the background.
+func (h *Hold) Release(ctx context.Context) error {
+	h.mu.Lock()
+	if h.released {
+		h.mu.Unlock()
+		return ErrReleased
+	}
+	h.released = true
+	lost := h.ended
+	h.ended = true
+	h.mu.Unlock()
+	if lost {
+		return context.Cause(h.ctx)
+	}
+	h.cancel(ErrReleased)
+	if h.onEnd != nil {
+		h.onEnd(false, ErrReleased)
+	}
+	h.stopListening()
+	gone, unwatch := LostSignal(h.s, h.entry.SessionID)
+	defer unwatch()
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-gone:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	err := h.s.Delete(dctx, h.entry.Path, -1)
+	select {
+	case <-gone:
+		return fmt.Errorf("%w: session %#x ended during release", ErrLost, h.entry.SessionID)
+	default:
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("%w: node %s was already gone", ErrLost, h.entry.Path)
+	case errors.Is(err, resilience.ErrSessionLost), errors.Is(err, resilience.ErrClosed):
+		return fmt.Errorf("%w: %v", ErrLost, err)
+	case ctx.Err() != nil:
+		go func() { _ = Leave(h.s, h.entry) }()
+	}
+	return err
+}
