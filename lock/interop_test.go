@@ -142,7 +142,7 @@ func TestInteropWithCuratorAndKazoo(t *testing.T) {
 				t.Errorf("%s release: %v", who, err)
 				return
 			}
-			chk.add(who, start, end)
+			chk.Add(who, start, end)
 		}
 	}
 	for i := 0; i < 2; i++ {
@@ -168,7 +168,7 @@ func TestInteropWithCuratorAndKazoo(t *testing.T) {
 		return at, err
 	}, func() (time.Time, error) { return kaz.MutexRelease(ctx, "k1", p) })
 	wg.Wait()
-	if v := chk.violations(1); len(v) > 0 {
+	if v := chk.Violations(1); len(v) > 0 {
 		t.Fatalf("Go, Curator and Kazoo held together: %v", v)
 	}
 	waitChildren(t, gs, p, 0, 10*time.Second)

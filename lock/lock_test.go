@@ -320,7 +320,7 @@ func TestMutualExclusionUnderFaults(t *testing.T) {
 				if l.Err() == nil {
 					_ = l.Release(ctx)
 				}
-				chk.add(who, start, end)
+				chk.Add(who, start, end)
 				handoffs.Add(1)
 			}
 		}(fmt.Sprintf("worker%d", i))
@@ -347,7 +347,7 @@ func TestMutualExclusionUnderFaults(t *testing.T) {
 	if n := handoffs.Load(); n < 300 {
 		t.Fatalf("only %d handoffs", n)
 	}
-	if v := chk.violations(1); len(v) > 0 {
+	if v := chk.Violations(1); len(v) > 0 {
 		t.Fatalf("%d overlaps, first: %v", len(v), v[0])
 	}
 	t.Logf("%d handoffs without overlap", handoffs.Load())
@@ -435,7 +435,7 @@ func TestSemaphoreNeverExceedsN(t *testing.T) {
 				}
 				start := time.Now()
 				time.Sleep(5 * time.Millisecond)
-				chk.add(who, start, time.Now())
+				chk.Add(who, start, time.Now())
 				if err := l.Release(ctx); err != nil {
 					t.Error(err)
 				}
@@ -443,7 +443,7 @@ func TestSemaphoreNeverExceedsN(t *testing.T) {
 		}(fmt.Sprintf("w%d", i))
 	}
 	wg.Wait()
-	if v := chk.violations(n); len(v) > 0 {
+	if v := chk.Violations(n); len(v) > 0 {
 		t.Fatalf("%d times over %d holders, first: %v", len(v), n, v[0])
 	}
 	obs := connect(t, ens.Addrs())

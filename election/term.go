@@ -1,0 +1,57 @@
+package election
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/recipes"
+)
+
+// Term is one stretch of leadership. Its Context is cancelled when the term
+// ends: by Resign (cause ErrResigned) or by loss (cause wrapping
+// ErrTermLost). A Term needs no goroutine of its own while it lasts.
+type Term struct {
+	e     *Election
+	h     *recipes.Hold
+	start time.Time
+}
+
+func (e *Election) newTerm(entry recipes.Entry, czxid int64) *Term {
+	t := &Term{e: e, start: time.Now()}
+	end := e.tel.termStarted(e.path, e.id, entry.Name, czxid)
+	t.h = recipes.NewHold(e.s, entry, e.opts.policy, czxid, func(lost bool, cause error) {
+		end(lost, cause, time.Since(t.start))
+	})
+	return t
+}
+
+// Context returns a context cancelled when the term ends; context.Cause
+// says why.
+func (t *Term) Context() context.Context { return t.h.Context() }
+
+// Done is Context().Done().
+func (t *Term) Done() <-chan struct{} { return t.h.Context().Done() }
+
+// Err returns nil while the term lasts, then the reason it ended.
+func (t *Term) Err() error { return t.h.Err() }
+
+// Token returns the fencing token: the candidate node's czxid, larger for
+// every later leader of the same election.
+func (t *Term) Token() int64 { return t.h.Token() }
+
+// Path returns the candidate node of this term.
+func (t *Term) Path() string { return t.h.Entry().Path }
+
+// Guarded runs ops as one transaction that applies only while the
+// candidate node exists, so writes to ZooKeeper-held state are conditional
+// on still leading. A lost term gives an error wrapping ErrTermLost.
+func (t *Term) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
+	return t.h.Guarded(ctx, ops...)
+}
+
+// Resign ends the term and deletes the candidate node, handing leadership to
+// the next in line. After a loss it returns at once with the loss (wrapping
+// ErrTermLost); a second Resign returns ErrResigned.
+func (t *Term) Resign(ctx context.Context) error { return t.h.Release(ctx) }
