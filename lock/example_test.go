@@ -55,7 +55,7 @@ func ExampleLease_Guarded() {
 	// The write applies only while the lease's node still exists.
 	_, err = lease.Guarded(ctx, &zk.SetDataRequest{Path: "/config/current", Data: []byte("v2"), Version: -1})
 	if errors.Is(err, lock.ErrLeaseLost) {
-		log.Print("lost the lock before writing; not written")
+		log.Print("lost the lock; the write did not apply, or (lost in flight) applied while still held")
 	}
 }
 

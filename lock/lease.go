@@ -50,7 +50,10 @@ func (l *Lease) Token() int64 { return l.h.Token() }
 // *zk.CheckVersionRequest) as one transaction that applies only if the
 // lease's node still exists, so a write to ZooKeeper-held state is
 // conditional on still holding the lock. It returns the ops' responses, or
-// an error wrapping ErrLeaseLost if the lease has ended or its node is gone.
+// an error wrapping ErrLeaseLost if the lease has ended or its node is gone
+// (then nothing was written, unless the lease was lost while the
+// transaction was in flight: then it may have been applied while the node
+// still existed).
 func (l *Lease) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	return l.h.Guarded(ctx, ops...)
 }

@@ -14,7 +14,7 @@ var (
 	// ErrLocked is returned by TryLock when another holder has the lock.
 	ErrLocked = errors.New("lock: held by another client")
 	// ErrLeaseLost means the lease ended without Release: its session was
-	// suspended (LoseOnSuspend) or lost, or its node was deleted.
+	// suspended (LoseOnSuspend) or lost, or its node was found deleted.
 	ErrLeaseLost = recipes.ErrLost
 	// ErrReleased is returned by a second Release of the same lease, and is
 	// the cause of a released lease's context.

@@ -14,7 +14,8 @@ import (
 // Errors that end a Hold; the lock and election packages re-export them.
 var (
 	// ErrLost means a holding ended without being released: its session was
-	// suspended (LoseOnSuspend) or lost, or its node was deleted.
+	// suspended (LoseOnSuspend) or lost, or its node was found deleted (by
+	// Guarded, Release, or the check after a reconnect).
 	ErrLost = errors.New("holding lost")
 	// ErrReleased is the cause of a released holding's context, and the
 	// error of a second release.
@@ -210,8 +211,10 @@ func (h *Hold) Token() int64 {
 }
 
 // Guarded runs ops as one transaction that applies only if the held node
-// still exists. A lost holding or a missing node gives an error wrapping
-// ErrLost.
+// still exists. A holding already lost, or a missing node, gives an error
+// wrapping ErrLost and nothing is written. If the holding is lost while the
+// transaction is in flight, Guarded also returns ErrLost, but the
+// transaction may have been applied (while the node still existed).
 func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	if err := h.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLost, err)

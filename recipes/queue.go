@@ -75,7 +75,9 @@ func Join(ctx context.Context, s *resilience.Session, parent, name string, data 
 	}
 	names, _, err := s.Children(ctx, parent)
 	if err != nil {
-		return e, nil, err
+		// The caller gets no entry, so it must not be left behind.
+		_ = Leave(s, e)
+		return Entry{}, nil, err
 	}
 	return e, names, nil
 }

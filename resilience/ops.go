@@ -474,6 +474,15 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 			}
 		}
 		if err == nil && bound && conn.SessionID() != sn.sid {
+			// Sent on the session after the one it was meant for: take its
+			// ephemeral nodes off again (see checkOwner).
+			for i, op := range ops {
+				if c, ok := op.(*zk.CreateRequest); ok && i < len(res) {
+					if m, _ := parseFlags(c.Flags); m.ephemeral {
+						_ = s.checkOwner(sn, res[i].String)
+					}
+				}
+			}
 			return fmt.Errorf("%w: session %s ended during a transaction", ErrSessionLost, sessionHex(sn.sid))
 		}
 		return err

@@ -54,7 +54,10 @@ func (s *Session) Subscribe(ctx context.Context) <-chan Transition {
 }
 
 // AddListener registers fn to be called with every Transition, in order, on
-// the session's own goroutine, before channel subscribers see it. fn must
+// the session's own goroutine, before the session moves on to the next
+// transition (channel subscribers are served by goroutines of their own and
+// may see a transition earlier or later). The order among listeners is
+// unspecified. fn must
 // return quickly and must not call back into the Session's blocking methods;
 // it is meant for cancelling contexts and similar fan-out (a thousand held
 // leases need no goroutine each). The returned function removes fn.

@@ -191,3 +191,16 @@ func (c *Checker) Violations(max int) []string {
 	}
 	return out
 }
+
+// String lists the recorded intervals in start order, for failure messages.
+func (c *Checker) String() string {
+	c.mu.Lock()
+	ivs := append([]interval(nil), c.ivs...)
+	c.mu.Unlock()
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].start.Before(ivs[j].start) })
+	var b []byte
+	for _, iv := range ivs {
+		b = fmt.Appendf(b, "%s [%s, %s]\n", iv.who, iv.start.Format("15:04:05.000000"), iv.end.Format("15:04:05.000000"))
+	}
+	return string(b)
+}

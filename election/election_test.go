@@ -1,0 +1,409 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/resilience"
+	"github.com/zkrecipes/zkrecipes/zktest"
+)
+
+var ens *zktest.Ensemble
+
+func TestMain(m *testing.M) { testkit.Main(m, &ens, 3) }
+
+var (
+	needZK       = testkit.NeedZK
+	ctxT         = testkit.Ctx
+	connect      = testkit.Connect
+	children     = testkit.Children
+	waitChildren = testkit.WaitChildren
+)
+
+func restore(t testing.TB) { testkit.Restore(t, ens) }
+
+func electionPath() string { return testkit.Path("/electiontest") }
+
+func TestCampaignResignAndFailover(t *testing.T) {
+	needZK(t)
+	p := electionPath()
+	ctx := ctxT(t, time.Minute)
+	var es []*Election
+	var sessions []*resilience.Session
+	for i := 0; i < 3; i++ {
+		s := connect(t, ens.Addrs())
+		e, err := New(s, p, fmt.Sprintf("node-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, sessions = append(es, e), append(sessions, s)
+	}
+	t0, err := es[0].Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type won struct {
+		i    int
+		term *Term
+	}
+	terms := make(chan won, 2)
+	for i, e := range es[1:] {
+		go func() {
+			term, err := e.Campaign(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			terms <- won{i + 1, term}
+		}()
+	}
+	names := waitChildren(t, sessions[0], p, 3, 10*time.Second)
+	for _, n := range names {
+		if !strings.HasPrefix(n, resilience.ProtectedPrefix) || !strings.Contains(n, "-latch-") {
+			t.Errorf("candidate %q is not LeaderLatch's format", n)
+		}
+	}
+	if id, err := es[2].Leader(ctx); err != nil || id != "node-0" {
+		t.Fatalf("Leader() = %q, %v", id, err)
+	}
+	ps, err := es[1].Participants(ctx)
+	if err != nil || len(ps) != 3 || !ps[0].Leader || ps[0].ID != "node-0" || ps[1].Leader {
+		t.Fatalf("Participants() = %+v, %v", ps, err)
+	}
+	select {
+	case <-terms:
+		t.Fatal("a second leader while the first leads")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	// Resign hands over to the next in line.
+	if err := t0.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(t0.Err(), ErrResigned) {
+		t.Errorf("resigned term's cause: %v", t0.Err())
+	}
+	w1 := <-terms
+	t1 := w1.term
+	if t1 == nil {
+		t.FailNow()
+	}
+	if t1.Token() <= t0.Token() {
+		t.Errorf("token did not increase: %d then %d", t0.Token(), t1.Token())
+	}
+	// Closing the leader's session hands over too.
+	sessions[w1.i].Close()
+	t2 := (<-terms).term
+	if t2 == nil {
+		t.FailNow()
+	}
+	if !errors.Is(t1.Err(), ErrTermLost) {
+		t.Errorf("term of a closed session: %v, want ErrTermLost", t1.Err())
+	}
+	if t2.Token() <= t1.Token() {
+		t.Errorf("token did not increase: %d then %d", t1.Token(), t2.Token())
+	}
+	_ = t2.Resign(ctx)
+	waitChildren(t, sessions[0], p, 0, 10*time.Second)
+	if _, err := es[0].Leader(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("Leader() with no candidates: %v", err)
+	}
+}
+
+// After the leader's session expires, the next candidate leads within the
+// session timeout plus a small bound.
+func TestFailoverAfterExpiry(t *testing.T) {
+	needZK(t)
+	restore(t)
+	p := electionPath()
+	ctx := ctxT(t, time.Minute)
+	timeout := 2 * time.Second
+	ls := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(timeout))
+	ws := connect(t, []string{ens.Server(1).Addr(), ens.Server(2).Addr()})
+	le, _ := New(ls, p, "leader")
+	we, _ := New(ws, p, "waiter")
+	lt, err := le.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		term, err := we.Campaign(ctx)
+		got <- time.Now()
+		if err == nil {
+			_ = term.Resign(ctx)
+		}
+	}()
+	waitChildren(t, ws, p, 2, 10*time.Second)
+	cut := time.Now()
+	ens.Server(0).Proxy().Blackhole()
+	at := <-got
+	<-lt.Done()
+	if d := at.Sub(cut); d > timeout+time.Second {
+		t.Fatalf("failover took %v, more than the %v timeout plus 1s", d, timeout)
+	} else {
+		t.Logf("failover %v after the partition (session timeout %v)", d, timeout)
+	}
+}
+
+// No two leaders: over repeated faults on the leader (a partition past the
+// session timeout, its server stopped past the timeout and restarted, quorum
+// loss), each term ends before any later one begins, under both policies.
+func TestNoTwoLeaders(t *testing.T) {
+	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+		t.Run(pol.String(), func(t *testing.T) {
+			needZK(t)
+			restore(t)
+			noTwoLeaders(t, pol)
+		})
+	}
+}
+
+func noTwoLeaders(t *testing.T, pol LossPolicy) {
+	p := electionPath()
+	timeout := 1500 * time.Millisecond
+	var chk testkit.Checker
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type participant struct {
+		id      string
+		proxy   *zktest.Proxy
+		server  *zktest.Server
+		leading atomic.Bool
+	}
+	var ps []*participant
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		srv := ens.Server(i)
+		px, err := zktest.NewProxy(srv.DirectAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { px.Close() })
+		part := &participant{id: fmt.Sprintf("p%d", i), proxy: px, server: srv}
+		ps = append(ps, part)
+		s := connect(t, []string{px.Addr()}, resilience.WithSessionTimeout(timeout))
+		e, _ := New(s, p, part.id, WithLossPolicy(pol))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.Run(ctx, func(lead context.Context) error {
+				start := time.Now()
+				part.leading.Store(true)
+				<-lead.Done()
+				part.leading.Store(false)
+				end := time.Now()
+				chk.Add(part.id, start, end)
+				t.Logf("%s led %s..%s (session %#x): %v", part.id, start.Format("05.000"), end.Format("05.000"), s.SessionID(), context.Cause(lead))
+				return nil
+			})
+		}()
+	}
+	leader := func() *participant {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, part := range ps {
+				if part.leading.Load() {
+					return part
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("no leader within 30s")
+		return nil
+	}
+	terms := func() int { return chk.Len() }
+	waitTerms := func(n int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for terms() < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d terms ended, want %d", terms(), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	faults := []struct {
+		name string
+		do   func(l *participant)
+	}{
+		{"partition past the timeout", func(l *participant) {
+			l.proxy.Blackhole()
+			time.Sleep(2 * timeout)
+			l.proxy.Heal()
+		}},
+		{"leader's server stopped past the timeout, then restarted", func(l *participant) {
+			_ = l.server.Stop()
+			time.Sleep(2 * timeout)
+			_ = l.server.Start(ctx)
+			_ = l.server.WaitServing(ctx)
+		}},
+		{"quorum loss", func(l *participant) {
+			for _, o := range ens.Servers() {
+				if o != l.server {
+					_ = o.Stop()
+				}
+			}
+			time.Sleep(2 * timeout)
+			for _, o := range ens.Servers() {
+				if !o.Running() {
+					_ = o.Start(ctx)
+				}
+			}
+			_ = ens.WaitServing(ctx)
+		}},
+	}
+	for _, f := range faults {
+		l := leader()
+		before := terms()
+		t.Logf("%s: leader %s", f.name, l.id)
+		f.do(l)
+		if pol == LoseOnSuspend || f.name != "quorum loss" {
+			waitTerms(before + 1) // the faulted leader's term ended
+		}
+		leader() // someone leads again
+	}
+	cancel()
+	wg.Wait()
+	if v := chk.Violations(1); len(v) > 0 {
+		t.Fatalf("two leaders at once: %v\n%s", v, chk.String())
+	}
+	t.Logf("%d terms, none overlapping", chk.Len())
+	obs := connect(t, ens.Addrs())
+	waitChildren(t, obs, p, 0, 20*time.Second)
+}
+
+// Run requeues after each term, survives a panicking leader function, and
+// stops cleanly when its context ends.
+func TestRunRequeuesAndStops(t *testing.T) {
+	needZK(t)
+	p := electionPath()
+	s := connect(t, ens.Addrs())
+	other := connect(t, ens.Addrs())
+	e, _ := New(s, p, "runner")
+	rival, _ := New(other, p, "rival")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(ctx, func(lead context.Context) error {
+			switch calls.Add(1) {
+			case 1:
+				panic("leader function blew up")
+			case 2:
+				return errors.New("leader function failed")
+			default:
+				<-lead.Done()
+				return nil
+			}
+		})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for calls.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run led only %d times", calls.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A rival queues behind; Run keeps its candidacy.
+	got := make(chan *Term, 1)
+	go func() {
+		term, err := rival.Campaign(ctx)
+		if err == nil {
+			got <- term
+		}
+	}()
+	waitChildren(t, other, p, 2, 10*time.Second)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	// Run resigned on the way out; the rival's campaign was cancelled too.
+	waitChildren(t, other, p, 0, 10*time.Second)
+}
+
+func TestObserve(t *testing.T) {
+	needZK(t)
+	p := electionPath()
+	ctx, cancel := context.WithCancel(ctxT(t, time.Minute))
+	defer cancel()
+	obsS := connect(t, ens.Addrs())
+	obs, _ := New(obsS, p, "observer")
+	changes := obs.Observe(ctx)
+	next := func() LeaderChange {
+		t.Helper()
+		select {
+		case c := <-changes:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no leader change observed")
+		}
+		return LeaderChange{}
+	}
+	if c := next(); c.ID != "" {
+		t.Fatalf("first observation %+v, want no leader", c)
+	}
+	a, _ := New(connect(t, ens.Addrs()), p, "a")
+	b, _ := New(connect(t, ens.Addrs()), p, "b")
+	ta, err := a.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := next(); c.ID != "a" {
+		t.Fatalf("observed %+v, want a", c)
+	}
+	go func() {
+		if tb, err := b.Campaign(ctx); err == nil {
+			<-ctx.Done()
+			_ = tb.Resign(context.Background())
+		}
+	}()
+	waitChildren(t, obsS, p, 2, 10*time.Second)
+	_ = ta.Resign(ctx)
+	if c := next(); c.ID != "b" {
+		t.Fatalf("observed %+v, want b", c)
+	}
+	cancel()
+	for range changes {
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	if _, err := New(nil, "/e", "id"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("nil session: %v", err)
+	}
+	if testing.Short() {
+		return
+	}
+	s := connect(t, ens.Addrs())
+	if _, err := New(s, "/e", ""); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("empty id: %v", err)
+	}
+	if _, err := New(s, "/e", "\xff"); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("invalid UTF-8 id: %v", err)
+	}
+	for _, p := range []string{"", "e", "/", "/e/", "/a//b"} {
+		if _, err := New(s, p, "id"); !errors.Is(err, resilience.ErrInvalidPath) {
+			t.Errorf("New(%q) = %v, want ErrInvalidPath", p, err)
+		}
+	}
+	e, _ := New(s, electionPath(), "id")
+	s.Close()
+	if _, err := e.Campaign(ctxT(t, 5*time.Second)); !errors.Is(err, resilience.ErrClosed) {
+		t.Errorf("Campaign after Close: %v", err)
+	}
+	if err := e.Run(ctxT(t, 5*time.Second), func(context.Context) error { return nil }); !errors.Is(err, resilience.ErrClosed) {
+		t.Errorf("Run after Close: %v", err)
+	}
+}
