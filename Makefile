@@ -14,6 +14,7 @@ test: deps fmt-check vet staticcheck
 demo: deps-zk
 	$(GO) run ./examples/session-states
 	$(GO) run ./examples/lock
+	$(GO) run ./examples/election
 
 deps:
 	@scripts/install-deps.sh all

@@ -172,7 +172,10 @@ func (s *Session) presumeDeadline() (time.Time, bool) {
 		return time.Now().Add(timeout), true
 	}
 	base := time.Unix(0, heard)
-	return base.Add(time.Duration(float64(timeout) * s.cfg.presumeFraction)), true
+	// Give up a little early (a twentieth of the timeout) so that timer and
+	// scheduling delays cannot push the verdict past the earliest moment the
+	// ensemble may expire the session.
+	return base.Add(time.Duration(float64(timeout)*s.cfg.presumeFraction) - timeout/20), true
 }
 
 func (s *Session) presumeExpiry(now time.Time) {

@@ -135,8 +135,10 @@ func WithBackoff(min, max time.Duration) Option {
 // 1.0). The clock starts when the client last sent something the server
 // has answered (a ping goes out every third of the timeout), which is no
 // later than the server last heard from it, so with a fraction of at most 1
-// the client gives up no later than the ensemble can expire the session. 0 turns
-// presumption off: the session is Lost only when the ensemble says so.
+// the client gives up no later than the ensemble can expire the session. The
+// deadline is brought forward by a twentieth of the timeout, a margin for
+// timer and scheduling delays. 0 turns presumption off: the session is Lost
+// only when the ensemble says so.
 //
 // When a presumed-lost session turns out to be alive after all (the client's
 // server had lost quorum), the Session closes it so its ephemeral nodes
