@@ -15,7 +15,6 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-func isNoNode(err error) bool { return errors.Is(err, zk.ErrNoNode) }
 
 func TestMutexBasics(t *testing.T) {
 	needZK(t)
