@@ -15,7 +15,6 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-
 func TestMutexBasics(t *testing.T) {
 	needZK(t)
 	a := connect(t, ens.Addrs())
