@@ -1,0 +1,144 @@
+package registry
+
+import (
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoInstances is returned by Provider.Instance when no instance is
+// available (none registered, all filtered out, or all marked down).
+var ErrNoInstances = errors.New("registry: no instances available")
+
+// Strategy picks one instance out of the available ones (never empty).
+type Strategy interface {
+	Pick(available []Instance) Instance
+}
+
+type roundRobin struct{ n atomic.Uint64 }
+
+func (r *roundRobin) Pick(in []Instance) Instance {
+	return in[(r.n.Add(1)-1)%uint64(len(in))]
+}
+
+// RoundRobin cycles through the instances in id order.
+func RoundRobin() Strategy { return &roundRobin{} }
+
+type random struct{}
+
+func (random) Pick(in []Instance) Instance { return in[rand.IntN(len(in))] }
+
+// Random picks uniformly at random.
+func Random() Strategy { return random{} }
+
+type sticky struct {
+	inner Strategy
+	mu    sync.Mutex
+	id    string
+}
+
+func (s *sticky) Pick(in []Instance) Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, i := range in {
+		if i.ID == s.id {
+			return i
+		}
+	}
+	got := s.inner.Pick(in)
+	s.id = got.ID
+	return got
+}
+
+// Sticky keeps returning the same instance while it is available, and asks
+// inner for a new one when it is not.
+func Sticky(inner Strategy) Strategy { return &sticky{inner: inner} }
+
+// ProviderOption configures a Provider.
+type ProviderOption func(*Provider)
+
+// WithStrategy sets how instances are picked (default RoundRobin).
+func WithStrategy(s Strategy) ProviderOption { return func(p *Provider) { p.strategy = s } }
+
+// WithFilter adds a filter; only instances every filter accepts are used.
+func WithFilter(f func(Instance) bool) ProviderOption {
+	return func(p *Provider) { p.filters = append(p.filters, f) }
+}
+
+// WithDownPolicy marks an instance down for downFor once NoteError has been
+// called threshold times for it (default: 30s after 2 errors).
+func WithDownPolicy(downFor time.Duration, threshold int) ProviderOption {
+	return func(p *Provider) { p.downFor, p.threshold = downFor, max(threshold, 1) }
+}
+
+// Provider hands out instances of one service from a Cache.
+type Provider struct {
+	cache     *Cache
+	strategy  Strategy
+	filters   []func(Instance) bool
+	downFor   time.Duration
+	threshold int
+	now       func() time.Time
+
+	mu     sync.Mutex
+	errs   map[string]int
+	downTo map[string]time.Time
+}
+
+// NewProvider returns a provider over c.
+func NewProvider(c *Cache, opts ...ProviderOption) *Provider {
+	p := &Provider{cache: c, strategy: RoundRobin(), downFor: 30 * time.Second, threshold: 2, now: time.Now,
+		errs: map[string]int{}, downTo: map[string]time.Time{}}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Instances returns the instances that pass the filters and are not down.
+func (p *Provider) Instances() []Instance {
+	all := p.cache.Instances()
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := all[:0]
+next:
+	for _, in := range all {
+		if t, ok := p.downTo[in.ID]; ok {
+			if now.Before(t) {
+				continue
+			}
+			delete(p.downTo, in.ID)
+		}
+		for _, f := range p.filters {
+			if !f(in) {
+				continue next
+			}
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// Instance picks one available instance.
+func (p *Provider) Instance() (Instance, error) {
+	in := p.Instances()
+	if len(in) == 0 {
+		return Instance{}, ErrNoInstances
+	}
+	return p.strategy.Pick(in), nil
+}
+
+// NoteError records that a call to in failed; after the threshold the
+// instance is left out for the down period.
+func (p *Provider) NoteError(in Instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.errs[in.ID]++
+	if p.errs[in.ID] >= p.threshold {
+		p.downTo[in.ID] = p.now().Add(p.downFor)
+		delete(p.errs, in.ID)
+	}
+}

@@ -1,0 +1,451 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/resilience"
+	"github.com/zkrecipes/zkrecipes/zktest"
+)
+
+var ens *zktest.Ensemble
+
+func TestMain(m *testing.M) { testkit.Main(m, &ens, 3) }
+
+var (
+	needZK  = testkit.NeedZK
+	ctxT    = testkit.Ctx
+	connect = testkit.Connect
+)
+
+func restore(t testing.TB) { testkit.Restore(t, ens) }
+
+func basePath() string { return testkit.Path("/registrytest") }
+
+func instance(name, id string, port int) Instance {
+	return Instance{Name: name, ID: id, Address: "10.0.0.1", Port: Int(port), Payload: json.RawMessage(`{"zone":"a"}`)}
+}
+
+// waitInstances waits until reg's view of service, read through s, is want
+// (by id and port).
+func waitInstances(t testing.TB, r *Registry, service string, want map[string]int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if err := r.s.Sync(ctxT(t, 5*time.Second), r.base); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			t.Fatal(err)
+		}
+		ins, err := r.Instances(ctxT(t, 10*time.Second), service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, in := range ins {
+			got[in.ID] = *in.Port
+		}
+		if reflect.DeepEqual(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instances %v, want %v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRegisterSurvivesExpiryWithLatestUpdate(t *testing.T) {
+	needZK(t)
+	restore(t)
+	base := basePath()
+	timeout := 2 * time.Second
+	rebuilt := make(chan resilience.RebuildReport, 8)
+	s := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(timeout),
+		resilience.WithRebuildReport(func(rep resilience.RebuildReport) { rebuilt <- rep }))
+	r, err := New(s, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	other, _ := New(connect(t, ens.Addrs()), base)
+	ctx := ctxT(t, time.Minute)
+	reg, err := r.Register(ctx, instance("api", "api-1", 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, other, "api", map[string]int{"api-1": 8080}, 10*time.Second)
+	if err := reg.Update(ctx, instance("api", "api-1", 9090)); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, other, "api", map[string]int{"api-1": 9090}, 10*time.Second)
+
+	old := s.SessionID()
+	expired := time.Now()
+	if err := ens.ExpireSession(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, other, "api", map[string]int{"api-1": 9090}, timeout+5*time.Second)
+	if s.SessionID() == old {
+		t.Fatal("session not replaced")
+	}
+	_, st, err := other.s.Exists(ctx, reg.Path())
+	if err != nil || st.EphemeralOwner != s.SessionID() {
+		t.Fatalf("registration not on the new session: %v", err)
+	}
+	t.Logf("registered again %v after the expiry", time.Since(expired).Round(time.Millisecond))
+
+	// Someone else deletes it: restored.
+	if err := other.s.Delete(ctx, reg.Path(), -1); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, other, "api", map[string]int{"api-1": 9090}, 10*time.Second)
+
+	// Unregister: gone, and stays gone through another expiry.
+	if err := reg.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, other, "api", map[string]int{}, 10*time.Second)
+	if err := reg.Update(ctx, instance("api", "api-1", 1)); !errors.Is(err, ErrUnregistered) {
+		t.Errorf("Update after Unregister: %v", err)
+	}
+	old = s.SessionID()
+	if err := ens.ExpireSession(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for rep := range rebuilt {
+		if rep.SessionID != old && rep.Err == nil && rep.Round >= 1 && s.SessionID() == rep.SessionID {
+			break // the registry's rebuild step ran on the new session
+		}
+	}
+	waitInstances(t, other, "api", map[string]int{}, time.Second)
+}
+
+// A cache whose own session is partitioned while instances come and go
+// converges to the truth after the heal, with events that turn its initial
+// view into its final one.
+func TestCacheConvergesAfterPartition(t *testing.T) {
+	for _, long := range []bool{false, true} {
+		name := map[bool]string{false: "reconnect", true: "expiry"}[long]
+		t.Run(name, func(t *testing.T) {
+			needZK(t)
+			restore(t)
+			base := basePath()
+			ctx := ctxT(t, time.Minute)
+			timeout := 2 * time.Second
+			writer, _ := New(connect(t, []string{ens.Server(1).Addr(), ens.Server(2).Addr()}), base)
+			defer writer.Close()
+			var regs []*Registration
+			for i := 0; i < 3; i++ {
+				reg, err := writer.Register(ctx, instance("svc", fmt.Sprintf("i%d", i), 1000+i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				regs = append(regs, reg)
+			}
+			cs := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(timeout))
+			cr, _ := New(cs, base)
+			cache, err := cr.NewCache(ctx, "svc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cache.Close()
+			view := map[string]Instance{}
+			apply := func(e Event) {
+				switch e.Type {
+				case Added, Updated:
+					view[e.Node] = e.Instance
+				case Removed:
+					delete(view, e.Node)
+				}
+			}
+			drain := func(until func() bool) {
+				deadline := time.After(20 * time.Second)
+				for !until() {
+					select {
+					case e := <-cache.Events():
+						apply(e)
+					case <-deadline:
+						t.Fatalf("cache view %v never converged", keys(view))
+					}
+				}
+			}
+			drain(func() bool { return len(view) == 3 })
+
+			ens.Server(0).Proxy().Blackhole()
+			if err := cs.WaitState(ctx, resilience.Suspended); err != nil {
+				t.Fatal(err)
+			}
+			_ = regs[0].Unregister(ctx)
+			if err := regs[1].Update(ctx, instance("svc", "i1", 2001)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := writer.Register(ctx, instance("svc", "i3", 1003)); err != nil {
+				t.Fatal(err)
+			}
+			if long {
+				if err := cs.WaitState(ctx, resilience.Lost); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ens.Server(0).Proxy().Heal()
+			truth := func() map[string]int {
+				ins, err := writer.Instances(ctx, "svc")
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := map[string]int{}
+				for _, in := range ins {
+					m[in.ID] = *in.Port
+				}
+				return m
+			}
+			want := truth()
+			asPorts := func(ins []Instance) map[string]int {
+				m := map[string]int{}
+				for _, in := range ins {
+					m[in.ID] = *in.Port
+				}
+				return m
+			}
+			viewPorts := func() map[string]int {
+				m := map[string]int{}
+				for _, in := range view {
+					m[in.ID] = *in.Port
+				}
+				return m
+			}
+			drain(func() bool {
+				return reflect.DeepEqual(asPorts(cache.Instances()), want) && reflect.DeepEqual(viewPorts(), want)
+			})
+			if !reflect.DeepEqual(want, map[string]int{"i1": 2001, "i2": 1002, "i3": 1003}) {
+				t.Fatalf("writer's truth is off: %v", want)
+			}
+		})
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Malformed JSON, empty data, a child that is not an instance and an
+// oversized blob: the cache serves the valid instances and reports the bad
+// ones.
+func TestCacheSkipsMalformed(t *testing.T) {
+	needZK(t)
+	base := basePath()
+	ctx := ctxT(t, time.Minute)
+	s := connect(t, ens.Addrs())
+	r, _ := New(s, base)
+	defer r.Close()
+	if _, err := r.Register(ctx, instance("svc", "good", 1)); err != nil {
+		t.Fatal(err)
+	}
+	svc := path.Join(base, "svc")
+	bad := map[string][]byte{
+		"not-json":  []byte("{this is not json"),
+		"empty":     nil,
+		"wrong":     []byte(`{"foo":1}`),
+		"array":     []byte(`[1,2,3]`),
+		"oversized": append([]byte(`{"name":"svc","id":"big","payload":"`), []byte(strings.Repeat("x", 1000000))...),
+	}
+	for n, d := range bad {
+		if _, err := s.Create(ctx, path.Join(svc, n), d, 0, nil); err != nil {
+			t.Fatal(n, err)
+		}
+		t.Cleanup(func() { _ = s.Delete(context.Background(), path.Join(svc, n), -1) })
+	}
+	cache, err := r.NewCache(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	reported := map[string]bool{}
+	for len(reported) < len(bad) {
+		select {
+		case e := <-cache.Events():
+			if e.Type == Malformed {
+				if !errors.Is(e.Err, ErrMalformed) {
+					t.Errorf("%s: %v does not wrap ErrMalformed", e.Node, e.Err)
+				}
+				reported[e.Node] = true
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("reported %v of %v", keys(reported), keys(bad))
+		}
+	}
+	if ins := cache.Instances(); len(ins) != 1 || ins[0].ID != "good" {
+		t.Fatalf("cache serves %+v", ins)
+	}
+	// A bad node fixed later becomes an instance; the cache keeps working.
+	if _, err := s.Set(ctx, path.Join(svc, "wrong"), mustJSON(t, instance("svc", "fixed", 2)), -1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cache.Instances()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fixed node not picked up: %+v", cache.Instances())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ins, err := r.Instances(ctx, "svc"); err != nil || len(ins) != 2 {
+		t.Fatalf("Instances: %v, %v", ins, err)
+	}
+}
+
+func mustJSON(t testing.TB, in Instance) []byte {
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestProvider(t *testing.T) {
+	needZK(t)
+	base := basePath()
+	ctx := ctxT(t, time.Minute)
+	r, _ := New(connect(t, ens.Addrs()), base)
+	defer r.Close()
+	for i := 0; i < 3; i++ {
+		in := instance("svc", fmt.Sprintf("i%d", i), 1000+i)
+		if i == 2 {
+			in.Payload = json.RawMessage(`{"zone":"b"}`)
+		}
+		if _, err := r.Register(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache, err := r.NewCache(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	go func() {
+		for range cache.Events() {
+		}
+	}()
+	rr := NewProvider(cache)
+	var seen []string
+	for i := 0; i < 6; i++ {
+		in, err := rr.Instance()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, in.ID)
+	}
+	if strings.Join(seen, ",") != "i0,i1,i2,i0,i1,i2" {
+		t.Errorf("round robin gave %v", seen)
+	}
+	st := NewProvider(cache, WithStrategy(Sticky(Random())))
+	first, _ := st.Instance()
+	for i := 0; i < 5; i++ {
+		if in, _ := st.Instance(); in.ID != first.ID {
+			t.Fatalf("sticky moved from %s to %s", first.ID, in.ID)
+		}
+	}
+	zoneA := NewProvider(cache, WithFilter(func(in Instance) bool { return strings.Contains(string(in.Payload), `"a"`) }),
+		WithDownPolicy(time.Hour, 2))
+	if got := zoneA.Instances(); len(got) != 2 {
+		t.Fatalf("filter kept %d", len(got))
+	}
+	i0 := zoneA.Instances()[0]
+	zoneA.NoteError(i0)
+	if len(zoneA.Instances()) != 2 {
+		t.Fatal("down after one error with a threshold of two")
+	}
+	zoneA.NoteError(i0)
+	if got := zoneA.Instances(); len(got) != 1 || got[0].ID == i0.ID {
+		t.Fatalf("not marked down: %v", got)
+	}
+	zoneA.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if len(zoneA.Instances()) != 2 {
+		t.Fatal("still down after the down period")
+	}
+	empty := NewProvider(cache, WithFilter(func(Instance) bool { return false }))
+	if _, err := empty.Instance(); !errors.Is(err, ErrNoInstances) {
+		t.Fatalf("no instances: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	if _, err := New(nil, "/x"); !errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("nil session: %v", err)
+	}
+	for _, in := range []Instance{{}, {Name: "a"}, {ID: "b"}, {Name: "a/b", ID: "c"}, {Name: "a", ID: ".."},
+		{Name: "a", ID: "b", ServiceType: "WEIRD"}, {Name: "a", ID: "b", Payload: json.RawMessage("{bad")}} {
+		if err := in.validate(); !errors.Is(err, ErrInvalidInstance) {
+			t.Errorf("validate(%+v) = %v", in, err)
+		}
+	}
+	big := Instance{Name: "a", ID: "b", Payload: json.RawMessage(`"` + strings.Repeat("x", MaxPayload) + `"`)}
+	if _, err := big.encode(); !errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("oversized instance: %v", err)
+	}
+	if testing.Short() {
+		return
+	}
+	s := connect(t, ens.Addrs())
+	if _, err := New(s, "relative"); !errors.Is(err, resilience.ErrInvalidPath) {
+		t.Errorf("bad base: %v", err)
+	}
+	r, _ := New(s, basePath())
+	defer r.Close()
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := r.Register(ctx, big); !errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("Register oversized: %v", err)
+	}
+	if _, err := r.NewCache(ctx, "a/b"); !errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("cache of a bad service name: %v", err)
+	}
+	if names, err := r.Services(ctx); err != nil || len(names) != 0 {
+		t.Errorf("rejected calls left services %v (%v)", names, err)
+	}
+}
+
+func TestDecodeAndURI(t *testing.T) {
+	// What Curator 5.4 writes, plus a field it may add in other versions.
+	raw := `{"name":"echo","id":"echo-1","address":"10.0.0.7","port":8080,"sslPort":8443,"payload":{"@class":"java.util.LinkedHashMap","zone":"a"},"registrationTimeUTC":1700000000000,"serviceType":"DYNAMIC","uriSpec":{"parts":[{"value":"scheme","variable":true},{"value":"://","variable":false},{"value":"address","variable":true},{"value":":","variable":false},{"value":"ssl-port","variable":true}]},"enabled":true}`
+	in, err := Decode([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != "echo" || *in.Port != 8080 || *in.SSLPort != 8443 || in.ServiceType != Dynamic {
+		t.Fatalf("decoded %+v", in)
+	}
+	if got := in.URI(nil); got != "https://10.0.0.7:8443" {
+		t.Errorf("URI = %q", got)
+	}
+	spec, err := ParseURISpec("{scheme}://{address}:{port}/v1/{custom}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.URISpec, in.SSLPort = spec, nil
+	if got := in.URI(map[string]string{"custom": "x"}); got != "http://10.0.0.7:8080/v1/x" {
+		t.Errorf("URI = %q", got)
+	}
+	if _, err := ParseURISpec("{open"); err == nil {
+		t.Error("unclosed variable accepted")
+	}
+	// A minimal instance encodes nulls as Curator does.
+	b, _ := Instance{Name: "echo", ID: "echo-2", Address: "10.0.0.8", Port: Int(9090), ServiceType: Dynamic}.encode()
+	want := `{"name":"echo","id":"echo-2","address":"10.0.0.8","port":9090,"sslPort":null,"payload":null,"registrationTimeUTC":0,"serviceType":"DYNAMIC","uriSpec":null}`
+	if string(b) != want {
+		t.Errorf("encoded\n%s\nwant\n%s", b, want)
+	}
+}

@@ -1,0 +1,63 @@
+package registry
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+const (
+	// ScopeName is the OpenTelemetry instrumentation scope of this package.
+	ScopeName = "github.com/zkrecipes/zkrecipes/registry"
+	// Version is the version of this package's instrumentation.
+	Version = resilience.Version
+)
+
+type telemetry struct {
+	tracer        trace.Tracer
+	registrations metric.Int64Counter
+	reregistered  metric.Int64Counter
+	restored      metric.Int64Counter
+	cacheSize     metric.Int64Gauge
+	resyncs       metric.Int64Counter
+	malformed     metric.Int64Counter
+}
+
+func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
+	tp, mp := o.tp, o.mp
+	if tp == nil {
+		tp = s.TracerProvider()
+	}
+	if mp == nil {
+		mp = s.MeterProvider()
+	}
+	t := &telemetry{tracer: tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))}
+	m := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	var err error
+	counter := func(dst *metric.Int64Counter, name, desc, unit string) {
+		if err == nil {
+			*dst, err = m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		}
+	}
+	counter(&t.registrations, "zkrecipes.registry.registrations", "Instances registered.", "{instance}")
+	counter(&t.reregistered, "zkrecipes.registry.reregistrations", "Ephemeral instances registered again after a new session.", "{instance}")
+	counter(&t.restored, "zkrecipes.registry.restorations", "Registrations restored after someone else deleted them.", "{instance}")
+	counter(&t.resyncs, "zkrecipes.registry.cache.resyncs", "Full re-reads of a cached service.", "{resync}")
+	counter(&t.malformed, "zkrecipes.registry.cache.malformed", "Nodes skipped by a cache because their data is not an instance.", "{node}")
+	if err == nil {
+		t.cacheSize, err = m.Int64Gauge("zkrecipes.registry.cache.size",
+			metric.WithDescription("Instances in a cache."), metric.WithUnit("{instance}"))
+	}
+	return t, err
+}
+
+func (t *telemetry) start(ctx context.Context, name string, in Instance) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, name, trace.WithAttributes(
+		attribute.String("zkrecipes.registry.service", in.Name),
+		attribute.String("zkrecipes.registry.id", in.ID),
+	))
+}
