@@ -15,6 +15,7 @@ demo: deps-zk
 	$(GO) run ./examples/session-states
 	$(GO) run ./examples/lock
 	$(GO) run ./examples/election
+	$(GO) run ./examples/registry
 
 deps:
 	@scripts/install-deps.sh all

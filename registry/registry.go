@@ -47,7 +47,7 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
 
 // WithConcurrency bounds how many registrations are re-created at once on
-// a new session (default 256).
+// a new session (default 1024).
 func WithConcurrency(n int) Option { return func(o *options) { o.concurrency = n } }
 
 // Registry registers and discovers service instances under a base path.
@@ -60,6 +60,7 @@ type Registry struct {
 	mu      sync.Mutex
 	regs    map[*Registration]struct{}
 	rebuild func()
+	rebuilt chan struct{} // closed (and replaced) when a rebuild step ends
 }
 
 // New returns a registry under base (for example "/services"). It
@@ -72,7 +73,7 @@ func New(s *resilience.Session, base string, opts ...Option) (*Registry, error) 
 	if err := resilience.ValidatePath(base, false); err != nil {
 		return nil, err
 	}
-	o := options{concurrency: 256}
+	o := options{concurrency: 1024}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -83,7 +84,7 @@ func New(s *resilience.Session, base string, opts ...Option) (*Registry, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{s: s, base: base, opts: o, tel: tel, regs: make(map[*Registration]struct{})}
+	r := &Registry{s: s, base: base, opts: o, tel: tel, regs: make(map[*Registration]struct{}), rebuilt: make(chan struct{})}
 	r.rebuild = s.OnNewSession("registry "+base, r.reregister)
 	return r, nil
 }
@@ -298,6 +299,22 @@ func (g *Registration) guard() {
 	defer g.wg.Done()
 	s := g.r.s
 	for g.ctx.Err() == nil {
+		g.mu.Lock()
+		ours := g.sid == s.SessionID()
+		g.mu.Unlock()
+		if !ours {
+			// The node went with an older session: the registry's rebuild
+			// step re-creates it. Wait for that instead of racing it.
+			g.r.mu.Lock()
+			next := g.r.rebuilt
+			g.r.mu.Unlock()
+			select {
+			case <-next:
+			case <-g.ctx.Done():
+				return
+			}
+			continue
+		}
 		p := g.Path()
 		ok, _, ch, err := s.ExistsW(g.ctx, p)
 		if err != nil {
@@ -311,13 +328,8 @@ func (g *Registration) guard() {
 			}
 			continue
 		}
-		g.mu.Lock()
-		ours := g.sid == s.SessionID()
-		g.mu.Unlock()
-		if !ok && ours {
+		if !ok && g.sidIs(s.SessionID()) {
 			// Deleted by someone else while our session lives: restore it.
-			// (A node gone with an old session is the rebuild step's job;
-			// the watch set above fires when that re-creates it.)
 			g.mu.Lock()
 			if g.inst.ServiceType == DynamicSequential {
 				g.nodePath = "" // a new sequential node, with a new name
@@ -335,6 +347,12 @@ func (g *Registration) guard() {
 			return
 		}
 	}
+}
+
+func (g *Registration) sidIs(sid int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sid == sid
 }
 
 func (g *Registration) stop() {
@@ -367,6 +385,12 @@ func (g *Registration) Unregister(ctx context.Context) error {
 // reregister is the rebuild step: after a new session, re-create every
 // ephemeral registration with its latest data, many at once.
 func (r *Registry) reregister(ctx context.Context) error {
+	defer func() {
+		r.mu.Lock()
+		close(r.rebuilt)
+		r.rebuilt = make(chan struct{})
+		r.mu.Unlock()
+	}()
 	r.mu.Lock()
 	var regs []*Registration
 	for g := range r.regs {
