@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -144,13 +145,12 @@ type Cache struct {
 
 	snap atomic.Pointer[[]Instance]
 
-	mu          sync.Mutex
-	full        bool                // read everything again
-	kids        bool                // the children changed
-	dirty       map[string]struct{} // nodes whose data changed
-	queue       []Event
-	wake        chan struct{}
-	eventSignal chan struct{}
+	mu    sync.Mutex
+	full  bool                // read everything again
+	kids  bool                // the children changed
+	dirty map[string]struct{} // nodes whose data changed
+	wake  chan struct{}
+	feed  *recipes.Feed[Event]
 
 	watched   map[string]bool // data watches set and not yet fired
 	kidsWatch bool            // the children watch is set and not yet fired
@@ -162,7 +162,6 @@ type Cache struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	events   chan Event
 	unlisten func()
 }
 
@@ -175,9 +174,8 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	}
 	c := &Cache{
 		r: r, service: service, parent: p,
-		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), eventSignal: make(chan struct{}, 1),
+		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), feed: recipes.NewFeed[Event](),
 		nodes: map[string]Instance{}, bad: map[string]bool{}, watched: map[string]bool{},
-		events: make(chan Event),
 	}
 	empty := []Instance{}
 	c.snap.Store(&empty)
@@ -197,7 +195,10 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	})
 	c.wg.Add(2)
 	go c.loop()
-	go c.pump()
+	go func() {
+		defer c.wg.Done()
+		c.feed.Run(c.ctx)
+	}()
 	return c, nil
 }
 
@@ -208,7 +209,7 @@ func (c *Cache) Instances() []Instance {
 
 // Events returns the channel of changes. Events queue up for a slow reader;
 // the channel is closed by Close.
-func (c *Cache) Events() <-chan Event { return c.events }
+func (c *Cache) Events() <-chan Event { return c.feed.C() }
 
 // Close stops following the service and closes the Events channel.
 func (c *Cache) Close() {
@@ -429,41 +430,4 @@ func (c *Cache) publish() {
 	c.r.tel.cacheSize.Record(context.Background(), int64(len(list)))
 }
 
-func (c *Cache) emit(e Event) {
-	c.mu.Lock()
-	c.queue = append(c.queue, e)
-	c.mu.Unlock()
-	select {
-	case c.eventSignal <- struct{}{}:
-	default:
-	}
-}
-
-// pump delivers queued events in order, without ever blocking the loop.
-func (c *Cache) pump() {
-	defer c.wg.Done()
-	defer close(c.events)
-	for {
-		c.mu.Lock()
-		var e Event
-		have := len(c.queue) > 0
-		if have {
-			e = c.queue[0]
-			c.queue = c.queue[1:]
-		}
-		c.mu.Unlock()
-		if !have {
-			select {
-			case <-c.eventSignal:
-				continue
-			case <-c.ctx.Done():
-				return
-			}
-		}
-		select {
-		case c.events <- e:
-		case <-c.ctx.Done():
-			return
-		}
-	}
-}
+func (c *Cache) emit(e Event) { c.feed.Push(e) }

@@ -35,11 +35,16 @@ type Session struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu        sync.Mutex // guards subs, listeners, steps
+	mu        sync.Mutex // guards subs, listeners, nodeListeners, steps
 	subs      map[*subscriber]struct{}
 	listeners map[uint64]func(Transition)
-	steps     map[uint64]*rebuildStep
-	nextID    uint64
+
+	nodeListeners    map[uint64]func(zk.Event)
+	hasNodeListeners atomic.Bool
+	nodeInbox        inbox
+	nodeDone         chan struct{}
+	steps            map[uint64]*rebuildStep
+	nextID           uint64
 
 	// Owned by the machine goroutine.
 	gen           *generation
@@ -101,13 +106,18 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 		listeners:   make(map[uint64]func(Transition)),
 		steps:       make(map[uint64]*rebuildStep),
 		work:        make(chan func()),
+
+		nodeListeners: make(map[uint64]func(zk.Event)),
+		nodeDone:      make(chan struct{}),
 	}
 	s.inbox.signal = make(chan struct{}, 1)
+	s.nodeInbox.signal = make(chan struct{}, 1)
 	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{})})
 	if err := s.dial(); err != nil {
 		return nil, fmt.Errorf("resilience: connect: %w", err)
 	}
 	go s.run()
+	go s.dispatchNodeEvents()
 
 	for {
 		sn := s.snap.Load()
@@ -130,6 +140,7 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	<-s.machineDone
+	<-s.nodeDone
 	s.lifeMu.Lock()
 	s.shut = true
 	s.lifeMu.Unlock()
@@ -236,6 +247,9 @@ func (s *Session) dial() error {
 		zk.WithDialer(sniffingDialer(s.cfg.dialer, &g.info)),
 		zk.WithEventCallback(func(ev zk.Event) {
 			if ev.Type != zk.EventSession {
+				if s.hasNodeListeners.Load() {
+					s.nodeInbox.push(item{gen: g, ev: ev})
+				}
 				return
 			}
 			// The callback runs on the connection's goroutine right after

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // Subscribe returns a channel that receives every Transition from now on, in
@@ -124,5 +126,55 @@ func slogLevel(to State) slog.Level {
 		return slog.LevelWarn
 	default:
 		return slog.LevelInfo
+	}
+}
+
+// AddNodeListener registers fn to receive every node event (zk.EventNodeCreated,
+// EventNodeDeleted, EventNodeDataChanged, EventNodeChildrenChanged, and
+// EventNotWatching when a session's watches are dropped) of the watches
+// this Session's operations set, in the order the server sent them. The
+// channels the watch operations return still fire too. fn runs on a
+// goroutine of the session's and must not block for long; it lets a cache
+// of many nodes follow them without a goroutine per watch. The returned
+// function removes fn.
+func (s *Session) AddNodeListener(fn func(zk.Event)) (remove func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	id := s.nextID
+	s.nodeListeners[id] = fn
+	s.hasNodeListeners.Store(true)
+	return func() {
+		s.mu.Lock()
+		delete(s.nodeListeners, id)
+		s.hasNodeListeners.Store(len(s.nodeListeners) > 0)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Session) dispatchNodeEvents() {
+	defer close(s.nodeDone)
+	for {
+		select {
+		case <-s.nodeInbox.signal:
+		case <-s.closing:
+			return
+		}
+		for _, it := range s.nodeInbox.drain() {
+			select {
+			case <-it.gen.retired:
+				continue // an abandoned connection's news
+			default:
+			}
+			s.mu.Lock()
+			fns := make([]func(zk.Event), 0, len(s.nodeListeners))
+			for _, fn := range s.nodeListeners {
+				fns = append(fns, fn)
+			}
+			s.mu.Unlock()
+			for _, fn := range fns {
+				fn(it.ev)
+			}
+		}
 	}
 }
