@@ -1,0 +1,545 @@
+package recipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// TreeEventType says what happened to a node of a TreeCache.
+type TreeEventType int
+
+// Tree cache events.
+const (
+	// NodeAdded: a node appeared (or was found by the initial load).
+	NodeAdded TreeEventType = iota + 1
+	// NodeUpdated: a node's data changed.
+	NodeUpdated
+	// NodeRemoved: a node went away.
+	NodeRemoved
+	// Initialized: the initial load is complete; sent once, after the
+	// NodeAdded events of the nodes found then.
+	Initialized
+)
+
+func (t TreeEventType) String() string {
+	switch t {
+	case NodeAdded:
+		return "added"
+	case NodeUpdated:
+		return "updated"
+	case NodeRemoved:
+		return "removed"
+	case Initialized:
+		return "initialized"
+	}
+	return fmt.Sprintf("TreeEventType(%d)", int(t))
+}
+
+// TreeNode is a cached node: its data and stat as last read.
+type TreeNode struct {
+	Path string
+	Data []byte
+	Stat zk.Stat
+}
+
+// TreeEvent is one change seen by a TreeCache. Node is the node's new
+// state (NodeAdded, NodeUpdated) or its last known one (NodeRemoved).
+type TreeEvent struct {
+	Type TreeEventType
+	Node TreeNode
+}
+
+// TreeCacheOption configures a TreeCache.
+type TreeCacheOption func(*treeOptions)
+
+type treeOptions struct {
+	maxDepth    int
+	concurrency int
+}
+
+// WithMaxDepth limits the cache to nodes at most depth levels below the
+// root (0: the root alone). Default: no limit.
+func WithMaxDepth(depth int) TreeCacheOption { return func(o *treeOptions) { o.maxDepth = depth } }
+
+// WithLoadConcurrency bounds the reads in flight while loading (default 512).
+func WithLoadConcurrency(n int) TreeCacheOption {
+	return func(o *treeOptions) { o.concurrency = max(n, 1) }
+}
+
+// TreeCache keeps a copy of a subtree, following it with watches: an
+// initial load, then NodeAdded, NodeUpdated and NodeRemoved events. After a
+// reconnect and after a new session it reads the whole subtree again and
+// reports only real differences, so it converges on the ensemble's state
+// without duplicate or missing events. Reads take a shared lock. All watch
+// events arrive through one session listener: a cache of many nodes costs
+// no goroutine per node.
+type TreeCache struct {
+	s    *resilience.Session
+	root string
+	opts treeOptions
+
+	mu    sync.RWMutex
+	nodes map[string]*treeEntry
+
+	wmu       sync.Mutex
+	dataW     map[string]watchMark // data watches set (or being set) and not yet fired
+	kidsW     map[string]watchMark // child watches likewise
+	markSeq   uint64
+	full      bool
+	dirtyData map[string]bool
+	dirtyKids map[string]bool
+	wake      chan struct{}
+
+	feed     *Feed[TreeEvent]
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	unlisten []func()
+}
+
+// watchMark records a watch on one session. It is put down before the
+// request that sets the watch is sent, so that a watch event arriving before
+// that request's reply (which deletes the mark) is not overwritten by it.
+type watchMark struct {
+	sid int64
+	seq uint64
+}
+
+type treeEntry struct {
+	data []byte
+	stat zk.Stat
+	kids map[string]struct{}
+}
+
+// NewTreeCache loads the subtree at root and follows it until Close. A
+// missing root is watched for and loaded when it appears.
+func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts ...TreeCacheOption) (*TreeCache, error) {
+	if err := resilience.ValidatePath(root, false); err != nil {
+		return nil, err
+	}
+	o := treeOptions{maxDepth: -1, concurrency: 512}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &TreeCache{
+		s: s, root: root, opts: o,
+		nodes: map[string]*treeEntry{},
+		dataW: map[string]watchMark{}, kidsW: map[string]watchMark{},
+		dirtyData: map[string]bool{}, dirtyKids: map[string]bool{},
+		wake: make(chan struct{}, 1), feed: NewFeed[TreeEvent](),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.unlisten = append(c.unlisten, s.AddNodeListener(c.onNodeEvent))
+	if err := c.load(ctx, []string{root}, true); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.feed.Push(TreeEvent{Type: Initialized})
+	c.unlisten = append(c.unlisten, s.AddListener(func(t resilience.Transition) {
+		if t.To == resilience.Reconnected || t.To == resilience.Connected {
+			c.wmu.Lock()
+			c.full = true
+			c.wmu.Unlock()
+			c.poke()
+		}
+	}))
+	c.wg.Add(2)
+	go c.loop()
+	go func() {
+		defer c.wg.Done()
+		c.feed.Run(c.ctx)
+	}()
+	return c, nil
+}
+
+// Get returns the cached node at p.
+func (c *TreeCache) Get(p string) (TreeNode, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.nodes[p]
+	if !ok {
+		return TreeNode{}, false
+	}
+	return TreeNode{Path: p, Data: e.data, Stat: e.stat}, true
+}
+
+// Children returns the cached children names of p, sorted.
+func (c *TreeCache) Children(p string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.nodes[p]
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(e.kids))
+	for k := range e.kids {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Len returns the number of cached nodes.
+func (c *TreeCache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.nodes)
+}
+
+// Snapshot returns a copy of every cached node, by path.
+func (c *TreeCache) Snapshot() map[string]TreeNode {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]TreeNode, len(c.nodes))
+	for p, e := range c.nodes {
+		out[p] = TreeNode{Path: p, Data: e.data, Stat: e.stat}
+	}
+	return out
+}
+
+// Events returns the channel of changes; it is closed by Close.
+func (c *TreeCache) Events() <-chan TreeEvent { return c.feed.C() }
+
+// Close stops following the subtree and closes the Events channel.
+func (c *TreeCache) Close() {
+	for _, f := range c.unlisten {
+		f()
+	}
+	c.cancel()
+	c.wg.Wait()
+}
+
+func (c *TreeCache) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *TreeCache) within(p string) bool {
+	return p == c.root || c.root == "/" || strings.HasPrefix(p, c.root+"/")
+}
+
+// onNodeEvent runs on the session's node-event goroutine: it only notes
+// which watch fired and what to read again.
+func (c *TreeCache) onNodeEvent(ev zk.Event) {
+	if !c.within(ev.Path) {
+		return
+	}
+	c.wmu.Lock()
+	switch ev.Type {
+	case zk.EventNodeDataChanged:
+		delete(c.dataW, ev.Path)
+		c.dirtyData[ev.Path] = true
+	case zk.EventNodeChildrenChanged:
+		delete(c.kidsW, ev.Path)
+		c.dirtyKids[ev.Path] = true
+	case zk.EventNodeDeleted:
+		delete(c.dataW, ev.Path)
+		delete(c.kidsW, ev.Path)
+		c.dirtyData[ev.Path] = true
+	case zk.EventNodeCreated:
+		delete(c.dataW, ev.Path)
+		c.dirtyData[ev.Path] = true
+		c.dirtyKids[ev.Path] = true
+	case zk.EventNotWatching:
+		delete(c.dataW, ev.Path)
+		delete(c.kidsW, ev.Path)
+		c.full = true
+	}
+	c.wmu.Unlock()
+	c.poke()
+}
+
+func (c *TreeCache) loop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wake:
+		}
+		c.wmu.Lock()
+		full, data, kids := c.full, c.dirtyData, c.dirtyKids
+		c.full, c.dirtyData, c.dirtyKids = false, map[string]bool{}, map[string]bool{}
+		c.wmu.Unlock()
+		var err error
+		if full {
+			err = c.load(c.ctx, []string{c.root}, true)
+		} else {
+			var paths []string
+			for p := range data {
+				paths = append(paths, p)
+			}
+			for p := range kids {
+				if !data[p] {
+					paths = append(paths, p)
+				}
+			}
+			err = c.load(c.ctx, paths, false)
+		}
+		if err != nil && c.ctx.Err() == nil {
+			if errors.Is(err, resilience.ErrClosed) {
+				return
+			}
+			c.s.Logger().Warn("recipes: tree cache refresh failed; will resync", "root", c.root, "error", err)
+			c.wmu.Lock()
+			c.full = true
+			c.wmu.Unlock()
+			c.poke()
+		}
+	}
+}
+
+func (c *TreeCache) depth(p string) int {
+	if p == c.root {
+		return 0
+	}
+	rel := strings.TrimPrefix(p, c.root)
+	return strings.Count(rel, "/")
+}
+
+type readResult struct {
+	p      string
+	exists bool
+	data   []byte
+	stat   zk.Stat
+	kids   []string
+	listed bool
+	err    error
+}
+
+// load reads the given nodes (data and children) and, level by level, every
+// node below them that is new (or every node, when full), with many reads
+// in flight; then it applies what it read and reports the differences.
+func (c *TreeCache) load(ctx context.Context, paths []string, full bool) error {
+	level := paths
+	for len(level) > 0 {
+		results := make([]readResult, len(level))
+		sem := make(chan struct{}, c.opts.concurrency)
+		var wg sync.WaitGroup
+		for i, p := range level {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				results[i] = c.read(ctx, p)
+			}()
+		}
+		wg.Wait()
+		var next []string
+		for _, r := range results {
+			if r.err != nil {
+				return r.err
+			}
+			next = append(next, c.apply(r, full)...)
+		}
+		level = next
+	}
+	return nil
+}
+
+// read fetches one node's data and children, setting the watches that are
+// not already set.
+func (c *TreeCache) read(ctx context.Context, p string) readResult {
+	r := readResult{p: p}
+	// A watch counts only on the session it was set on: a new session has
+	// none of the old one's.
+	sid := c.s.SessionID()
+	c.wmu.Lock()
+	dm, km := c.dataW[p], c.kidsW[p]
+	needData, needKids := dm.sid != sid || sid == 0, km.sid != sid || sid == 0
+	var dseq, kseq uint64
+	if needData {
+		c.markSeq++
+		dseq = c.markSeq
+		c.dataW[p] = watchMark{sid, dseq}
+	}
+	if needKids {
+		c.markSeq++
+		kseq = c.markSeq
+		c.kidsW[p] = watchMark{sid, kseq}
+	}
+	c.wmu.Unlock()
+	unmark := func(m map[string]watchMark, seq uint64) {
+		c.wmu.Lock()
+		if m[p].seq == seq {
+			delete(m, p)
+		}
+		c.wmu.Unlock()
+	}
+	var err error
+	if needData {
+		r.data, r.stat, err = getW(ctx, c.s, p)
+		if err != nil {
+			unmark(c.dataW, dseq)
+		}
+	} else {
+		var st *zk.Stat
+		if r.data, st, err = c.s.Get(ctx, p); err == nil {
+			r.stat = *st
+		}
+	}
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		if needKids {
+			unmark(c.kidsW, kseq)
+		}
+		if p == c.root {
+			// Watch for the root to appear.
+			ok, _, _, err := c.s.ExistsW(ctx, p)
+			if err == nil && ok {
+				c.wmu.Lock()
+				c.dirtyData[p], c.dirtyKids[p] = true, true
+				c.wmu.Unlock()
+				c.poke()
+			}
+			if err != nil {
+				r.err = err
+			}
+		}
+		return r
+	case err != nil:
+		if needKids {
+			unmark(c.kidsW, kseq)
+		}
+		r.err = err
+		return r
+	}
+	r.exists = true
+	if c.opts.maxDepth >= 0 && c.depth(p) >= c.opts.maxDepth {
+		if needKids {
+			unmark(c.kidsW, kseq)
+		}
+		return r
+	}
+	if needKids {
+		r.kids, _, _, err = c.s.ChildrenW(ctx, p)
+		if err != nil {
+			unmark(c.kidsW, kseq)
+		}
+	} else {
+		r.kids, _, err = c.s.Children(ctx, p)
+	}
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		r.exists = false
+		return r
+	case err != nil:
+		r.err = err
+		return r
+	}
+	r.listed = true
+	return r
+}
+
+func getW(ctx context.Context, s *resilience.Session, p string) ([]byte, zk.Stat, error) {
+	data, st, _, err := s.GetW(ctx, p)
+	if err != nil {
+		return nil, zk.Stat{}, err
+	}
+	return data, *st, nil
+}
+
+// apply records one read and returns the children to read next.
+func (c *TreeCache) apply(r readResult, full bool) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, known := c.nodes[r.p]
+	if !r.exists {
+		if known {
+			c.removeLocked(r.p)
+			if r.p != c.root {
+				// The parent's listing in this same round may still show
+				// the node (deleted and created again between the two
+				// reads): list the parent once more.
+				c.wmu.Lock()
+				c.dirtyKids[path.Dir(r.p)] = true
+				c.wmu.Unlock()
+				c.poke()
+			}
+		}
+		return nil
+	}
+	e := &treeEntry{data: r.data, stat: r.stat, kids: map[string]struct{}{}}
+	if known {
+		e.kids = old.kids
+	}
+	c.nodes[r.p] = e
+	node := TreeNode{Path: r.p, Data: r.data, Stat: r.stat}
+	switch {
+	case !known:
+		c.feed.Push(TreeEvent{Type: NodeAdded, Node: node})
+		if parent := path.Dir(r.p); r.p != c.root {
+			if pe, ok := c.nodes[parent]; ok {
+				pe.kids[path.Base(r.p)] = struct{}{}
+			}
+		}
+	case old.stat.Mzxid != r.stat.Mzxid || old.stat.Czxid != r.stat.Czxid:
+		c.feed.Push(TreeEvent{Type: NodeUpdated, Node: node})
+	}
+	if !r.listed {
+		return nil
+	}
+	var next []string
+	seen := make(map[string]struct{}, len(r.kids))
+	for _, k := range r.kids {
+		seen[k] = struct{}{}
+		cp := path.Join(r.p, k)
+		if _, have := c.nodes[cp]; !have || full {
+			next = append(next, cp)
+		}
+	}
+	for k := range e.kids {
+		if _, still := seen[k]; !still {
+			c.removeLocked(path.Join(r.p, k))
+		}
+	}
+	e.kids = seen
+	return next
+}
+
+// removeLocked drops p and everything below it, reporting each removal
+// (children before their parent).
+func (c *TreeCache) removeLocked(p string) {
+	e, ok := c.nodes[p]
+	if !ok {
+		return
+	}
+	for k := range e.kids {
+		c.removeLocked(path.Join(p, k))
+	}
+	delete(c.nodes, p)
+	if pe, ok := c.nodes[path.Dir(p)]; ok && p != c.root {
+		delete(pe.kids, path.Base(p))
+	}
+	c.feed.Push(TreeEvent{Type: NodeRemoved, Node: TreeNode{Path: p, Data: e.data, Stat: e.stat}})
+}
+
+// NodeCache follows a single node: a TreeCache of depth 0.
+type NodeCache struct {
+	*TreeCache
+}
+
+// NewNodeCache loads the node at p and follows it until Close (a missing
+// node is watched for).
+func NewNodeCache(ctx context.Context, s *resilience.Session, p string) (*NodeCache, error) {
+	tc, err := NewTreeCache(ctx, s, p, WithMaxDepth(0))
+	if err != nil {
+		return nil, err
+	}
+	return &NodeCache{tc}, nil
+}
+
+// Node returns the node as last read, and whether it exists.
+func (n *NodeCache) Node() (TreeNode, bool) { return n.Get(n.root) }
