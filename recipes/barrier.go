@@ -1,0 +1,223 @@
+package recipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// Barrier holds waiters back while its node exists (Curator's
+// DistributedBarrier). Waiting survives connection loss: the watch is set
+// again on reconnect, and a new session is watched afresh.
+type Barrier struct {
+	s    *resilience.Session
+	path string
+}
+
+// NewBarrier returns the barrier at p.
+func NewBarrier(s *resilience.Session, p string) (*Barrier, error) {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return nil, err
+	}
+	return &Barrier{s: s, path: p}, nil
+}
+
+// Set raises the barrier (creates its node; already raised is fine).
+func (b *Barrier) Set(ctx context.Context) error {
+	_, err := b.s.Create(ctx, b.path, nil, zk.FlagPersistent, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = EnsurePath(ctx, b.s, path.Dir(b.path)); err == nil {
+			_, err = b.s.Create(ctx, b.path, nil, zk.FlagPersistent, nil)
+		}
+	}
+	if errors.Is(err, zk.ErrNodeExists) {
+		return nil
+	}
+	return err
+}
+
+// Remove lowers the barrier, releasing every waiter.
+func (b *Barrier) Remove(ctx context.Context) error {
+	err := b.s.Delete(ctx, b.path, -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return err
+}
+
+// Wait blocks until the barrier is down, or ctx ends.
+func (b *Barrier) Wait(ctx context.Context) error {
+	return waitFor(ctx, b.s, b.path, false)
+}
+
+// waitFor blocks until the node at p exists (want true) or does not.
+func waitFor(ctx context.Context, s *resilience.Session, p string, want bool) error {
+	for {
+		ok, _, ch, err := s.ExistsW(ctx, p)
+		if err != nil {
+			return err
+		}
+		if ok == want {
+			return nil
+		}
+		select {
+		case <-ch: // fired, or dropped with a session: look again
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+const readyNode = "ready"
+
+// DoubleBarrier lets a fixed number of members enter a computation together
+// and leave it together (Curator's DistributedDoubleBarrier, same nodes:
+// an ephemeral node per member and a "ready" node). A member whose session
+// is lost while waiting to enter joins again on the new session; its
+// connection dropping only delays it.
+type DoubleBarrier struct {
+	s    *resilience.Session
+	path string
+	n    int
+	name string // this member's node
+}
+
+// NewDoubleBarrier returns a member of the double barrier at p for n
+// members.
+func NewDoubleBarrier(s *resilience.Session, p string, n int) (*DoubleBarrier, error) {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("recipes: a double barrier needs at least one member, not %d", n)
+	}
+	return &DoubleBarrier{s: s, path: p, n: n, name: resilience.NewUUID()}, nil
+}
+
+// Enter blocks until n members have entered.
+func (d *DoubleBarrier) Enter(ctx context.Context) error {
+	ready := path.Join(d.path, readyNode)
+	ours := path.Join(d.path, d.name)
+	for {
+		if err := d.join(ctx, ours); err != nil {
+			return err
+		}
+		names, _, err := d.s.Children(ctx, d.path)
+		if err != nil {
+			return err
+		}
+		if len(members(names)) >= d.n {
+			if _, err := d.s.Create(ctx, ready, nil, zk.FlagPersistent, nil); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+				return err
+			}
+			return nil
+		}
+		sid := d.s.SessionID()
+		lost, stop := LostSignal(d.s, sid)
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		err = waitFor(wctx, d.s, ready, true)
+		cancel()
+		stop()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			_ = d.s.Delete(context.WithoutCancel(ctx), ours, -1)
+			return ctx.Err()
+		}
+		// The session was lost while waiting: our node went with it.
+	}
+}
+
+// join creates this member's ephemeral node if it is not there.
+func (d *DoubleBarrier) join(ctx context.Context, ours string) error {
+	for {
+		_, err := d.s.Create(ctx, ours, nil, zk.FlagEphemeral, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err = EnsurePath(ctx, d.s, d.path); err == nil {
+				_, err = d.s.Create(ctx, ours, nil, zk.FlagEphemeral, nil)
+			}
+		}
+		switch {
+		case errors.Is(err, resilience.ErrSessionLost):
+			continue // join on the new session
+		case errors.Is(err, zk.ErrNodeExists):
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+// members drops the ready node from a listing and sorts it.
+func members(names []string) []string {
+	out := names[:0:0]
+	for _, n := range names {
+		if n != readyNode {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Leave blocks until every member has left. The lowest-named member waits
+// for the highest; every other deletes its node and waits for the lowest,
+// so each change wakes one member (Curator's algorithm). The last one out
+// takes the ready node down.
+func (d *DoubleBarrier) Leave(ctx context.Context) error {
+	ours := path.Join(d.path, d.name)
+	for {
+		names, _, err := d.s.Children(ctx, d.path)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ms := members(names)
+		if len(ms) == 0 {
+			break
+		}
+		idx := sort.SearchStrings(ms, d.name)
+		present := idx < len(ms) && ms[idx] == d.name
+		if len(ms) == 1 && present {
+			if err := d.s.Delete(ctx, ours, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return err
+			}
+			break
+		}
+		var watch string
+		if present && idx == 0 {
+			watch = path.Join(d.path, ms[len(ms)-1]) // the lowest waits for the highest
+		} else {
+			if present {
+				if err := d.s.Delete(ctx, ours, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+					return err
+				}
+			}
+			watch = path.Join(d.path, ms[0]) // everyone else waits for the lowest
+		}
+		if err := waitFor(ctx, d.s, watch, false); err != nil {
+			return err
+		}
+	}
+	err := d.s.Delete(ctx, path.Join(d.path, readyNode), -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,159 @@
+package recipes
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// ErrMalformedCount is returned when a counter node does not hold a 4-byte
+// big-endian integer (or nothing, which Kazoo writes and reads as 0).
+var ErrMalformedCount = errors.New("recipes: counter node does not hold a 4-byte integer")
+
+// Count is a counter's value and the node version it was read at.
+type Count struct {
+	Value   int32
+	Version int32
+}
+
+// SharedCount is an integer shared through one node, stored as Curator's
+// SharedCount and Kazoo's Counter(support_curator=True) store it: 4 bytes,
+// big-endian. TrySet is compare-and-set on the node version.
+type SharedCount struct {
+	s    *resilience.Session
+	path string
+}
+
+// NewSharedCount returns the counter at p, creating it with seed if it
+// does not exist.
+func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed int32) (*SharedCount, error) {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return nil, err
+	}
+	_, err := s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
+			_, err = s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
+		}
+	}
+	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return nil, err
+	}
+	return &SharedCount{s: s, path: p}, nil
+}
+
+func encodeCount(v int32) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint32(b, uint32(v))
+	return b
+}
+
+// DecodeCount reads a counter node's data.
+func DecodeCount(data []byte) (int32, error) {
+	switch len(data) {
+	case 0:
+		return 0, nil
+	case 4:
+		return int32(binary.BigEndian.Uint32(data)), nil
+	}
+	return 0, fmt.Errorf("%w: %d bytes", ErrMalformedCount, len(data))
+}
+
+// Get reads the current value.
+func (c *SharedCount) Get(ctx context.Context) (Count, error) {
+	data, st, err := c.s.Get(ctx, c.path)
+	if err != nil {
+		return Count{}, err
+	}
+	v, err := DecodeCount(data)
+	if err != nil {
+		return Count{}, fmt.Errorf("%s: %w", c.path, err)
+	}
+	return Count{Value: v, Version: st.Version}, nil
+}
+
+// Set writes v whatever the current value.
+func (c *SharedCount) Set(ctx context.Context, v int32) error {
+	_, err := c.s.Set(ctx, c.path, encodeCount(v), -1)
+	return err
+}
+
+// TrySet writes v only if the counter is still at prev (its version); it
+// reports whether it did.
+func (c *SharedCount) TrySet(ctx context.Context, prev Count, v int32) (bool, error) {
+	_, err := c.s.Set(ctx, c.path, encodeCount(v), prev.Version)
+	if errors.Is(err, zk.ErrBadVersion) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Add adds delta with compare-and-set, retrying on conflict, and returns
+// the new value.
+func (c *SharedCount) Add(ctx context.Context, delta int32) (int32, error) {
+	for {
+		cur, err := c.Get(ctx)
+		if err != nil {
+			return 0, err
+		}
+		ok, err := c.TrySet(ctx, cur, cur.Value+delta)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			return cur.Value + delta, nil
+		}
+	}
+}
+
+// Watch reports the value now and on every change until ctx ends (then the
+// channel closes). A slow reader gets the latest value, not every one.
+// Malformed data is skipped (and logged).
+func (c *SharedCount) Watch(ctx context.Context) <-chan Count {
+	out := make(chan Count, 1)
+	go func() {
+		defer close(out)
+		last := Count{Version: -1}
+		for ctx.Err() == nil {
+			data, st, ch, err := c.s.GetW(ctx, c.path)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, resilience.ErrClosed) {
+					return
+				}
+				var ech <-chan zk.Event
+				if errors.Is(err, zk.ErrNoNode) {
+					_, _, ech, err = c.s.ExistsW(ctx, c.path)
+				}
+				if err != nil {
+					return
+				}
+				select {
+				case <-ech:
+				case <-ctx.Done():
+				}
+				continue
+			}
+			if v, derr := DecodeCount(data); derr != nil {
+				c.s.Logger().Warn("recipes: skipping malformed counter data", "path", c.path, "error", derr)
+			} else if st.Version != last.Version {
+				last = Count{Value: v, Version: st.Version}
+				select {
+				case <-out:
+				default:
+				}
+				out <- last
+			}
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return out
+}

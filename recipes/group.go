@@ -1,0 +1,129 @@
+package recipes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// ErrClosed is returned by a recipe's methods after its Close.
+var ErrClosed = errors.New("recipes: closed")
+
+// Group is this process's membership in a group, as Curator's GroupMember:
+// an ephemeral node <path>/<id> holding the member's data, re-created on
+// every new session, and a live view of all members.
+type Group struct {
+	s      *resilience.Session
+	node   string
+	view   *TreeCache
+	unstep func()
+
+	mu     sync.Mutex
+	data   []byte
+	closed bool
+}
+
+// JoinGroup makes id a member of the group at p, with data, and starts
+// following the membership.
+func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []byte) (*Group, error) {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return nil, err
+	}
+	if id == "" || strings.ContainsAny(id, "/\x00") {
+		return nil, fmt.Errorf("%w: member id %q must be a single path element", resilience.ErrInvalidPath, id)
+	}
+	node := path.Join(p, id)
+	if err := resilience.ValidatePath(node, false); err != nil {
+		return nil, err
+	}
+	g := &Group{s: s, node: node, data: data}
+	if err := g.publish(ctx); err != nil {
+		return nil, err
+	}
+	g.unstep = s.OnNewSession("group member "+node, g.publish)
+	view, err := NewTreeCache(ctx, s, p, WithMaxDepth(1))
+	if err != nil {
+		g.unstep()
+		_ = s.Delete(context.WithoutCancel(ctx), node, -1)
+		return nil, err
+	}
+	g.view = view
+	return g, nil
+}
+
+// publish creates the member node with the latest data (or updates it).
+func (g *Group) publish(ctx context.Context) error {
+	g.mu.Lock()
+	data, closed := g.data, g.closed
+	g.mu.Unlock()
+	if closed {
+		return nil
+	}
+	_, err := g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
+	if errors.Is(err, zk.ErrNoNode) {
+		if err = EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
+			_, err = g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
+		}
+	}
+	if errors.Is(err, zk.ErrNodeExists) {
+		ok, st, xerr := g.s.Exists(ctx, g.node)
+		if xerr == nil && ok && st.EphemeralOwner != g.s.SessionID() {
+			return fmt.Errorf("recipes: group member %s is held by another session", g.node)
+		}
+		_, err = g.s.Set(ctx, g.node, data, -1)
+	}
+	return err
+}
+
+// Members returns every member's id and data, as currently seen.
+func (g *Group) Members() map[string][]byte {
+	out := map[string][]byte{}
+	root := path.Dir(g.node)
+	for _, id := range g.view.Children(root) {
+		if n, ok := g.view.Get(path.Join(root, id)); ok {
+			out[id] = n.Data
+		}
+	}
+	return out
+}
+
+// Events reports members joining (NodeAdded), changing data (NodeUpdated)
+// and leaving (NodeRemoved); the group node itself shows up too.
+func (g *Group) Events() <-chan TreeEvent { return g.view.Events() }
+
+// Update changes this member's data.
+func (g *Group) Update(ctx context.Context, data []byte) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.data = data
+	g.mu.Unlock()
+	return g.publish(ctx)
+}
+
+// Close leaves the group: the member node is deleted and not re-created.
+func (g *Group) Close(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.closed = true
+	g.mu.Unlock()
+	g.unstep()
+	g.view.Close()
+	err := g.s.Delete(ctx, g.node, -1)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return err
+}
