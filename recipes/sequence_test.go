@@ -9,8 +9,8 @@ import (
 func TestContendersOrderAnyClientAndIgnoreStrangers(t *testing.T) {
 	names := []string{
 		"_c_0f8fad5b-d9cb-469f-a165-70867728950e-lock-0000000003", // Curator / us
-		"6ba7b8109dad11d180b400c04fd430c8__lock__0000000001",       // Kazoo
-		"_c_6ba7b8109dad11d180b400c04fd430c8-lock-0000000002",      // go-zookeeper/zk
+		"6ba7b8109dad11d180b400c04fd430c8__lock__0000000001",      // Kazoo
+		"_c_6ba7b8109dad11d180b400c04fd430c8-lock-0000000002",     // go-zookeeper/zk
 		"unrelated",
 		"lock-",
 		"x-lock-00000000zz",
