@@ -39,4 +39,4 @@ unit:
 
 ## bench: the benchmarks, with ratios against plain go-zookeeper/zk
 bench: deps-zk
-	$(GO) test -run '^$$' -bench . -benchtime 2000x $(PKGS)
+	scripts/bench.sh
