@@ -4,7 +4,7 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 PKGS     := ./...
 TIMEOUT  ?= 40m
 
-.PHONY: test demo deps deps-zk fmt-check vet staticcheck unit bench
+.PHONY: test demo deps deps-zk fmt-check vet staticcheck unit bench chaos
 
 ## test: install what is missing, then gofmt check, go vet, staticcheck and the race-enabled tests against real ZooKeeper
 test: deps fmt-check vet staticcheck
@@ -16,6 +16,7 @@ demo: deps-zk
 	$(GO) run ./examples/lock
 	$(GO) run ./examples/election
 	$(GO) run ./examples/registry
+	$(GO) run ./examples/showcase
 
 deps:
 	@scripts/install-deps.sh all
@@ -40,3 +41,9 @@ unit:
 ## bench: the benchmarks, with ratios against plain go-zookeeper/zk
 bench: deps-zk
 	scripts/bench.sh
+
+## chaos: every recipe together under a seeded fault schedule, then the checker (make chaos DURATION=10m SEED=7)
+DURATION ?= 2m
+SEED     ?= 1
+chaos: deps-zk
+	$(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./chaos/ -args -chaos.duration=$(DURATION) -chaos.seed=$(SEED)

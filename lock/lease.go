@@ -41,9 +41,9 @@ func (l *Lease) Err() error { return l.h.Err() }
 func (l *Lease) Path() string { return l.h.Entry().Path }
 
 // Token returns the fencing token: the czxid of the lease's node, larger for
-// every later holder of the same lock. The first call may wait for one read
-// issued at acquisition. It returns 0 if the lease ended before the token
-// was known.
+// every later holder of the same lock. The first call reads it (one round
+// trip, so acquisitions that never ask for it pay nothing); it returns 0 if
+// the lease ended before the token was known.
 func (l *Lease) Token() int64 { return l.h.Token() }
 
 // Guarded runs ops (*zk.CreateRequest, *zk.SetDataRequest, *zk.DeleteRequest,

@@ -64,6 +64,7 @@ type Hold struct {
 	released  bool
 	cleanup   bool // lost at Suspended: delete the node once the session is back
 	unlisten  func()
+	tokenOnce sync.Once
 	tokenDone chan struct{}
 	token     int64
 }
@@ -87,11 +88,8 @@ func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onE
 	}
 	if token != 0 {
 		h.token = token
+		h.tokenOnce.Do(func() {})
 		close(h.tokenDone)
-	} else {
-		// Reading the czxid overlaps with the holder's work (and with a
-		// release) instead of delaying the acquisition.
-		go h.fetchToken()
 	}
 	return h
 }
@@ -195,9 +193,11 @@ func (h *Hold) Err() error {
 // Entry returns the held queue entry.
 func (h *Hold) Entry() Entry { return h.entry }
 
-// Token returns the fencing token (the node's czxid), waiting for the read
-// issued at the start if needed; 0 if the holding ended before it was known.
+// Token returns the fencing token (the node's czxid). If the caller did
+// not know it, the first call reads it (one round trip; holders that never
+// ask pay nothing); 0 if the holding ended before it was known.
 func (h *Hold) Token() int64 {
+	h.tokenOnce.Do(func() { go h.fetchToken() })
 	select {
 	case <-h.tokenDone:
 	case <-h.ctx.Done():

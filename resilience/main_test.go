@@ -4,6 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -20,6 +22,9 @@ var ens *zktest.Ensemble
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	if os.Getenv("ZKRECIPES_QUIET") != "" { // scripts/bench.sh: results on clean lines
+		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
 	code := func() int {
 		if !testing.Short() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -3,7 +3,8 @@
 # the same run and reports the ratio. Figures: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run() { go test -run '^$' -bench "$2" -benchtime "$3" -count "${COUNT:-3}" "$1" 2>/dev/null | grep -E '^(Benchmark|ok|FAIL)'; }
+export ZKRECIPES_QUIET=1
+run() { go test -run '^$' -bench "$2" -benchtime "$3" -count "${COUNT:-3}" "$1" | grep -E '^(Benchmark|ok|FAIL)'; }
 run ./resilience/ Overhead 3000x
 run ./lock/ MutexUncontended 2000x
 run ./lock/ MutexContended 2000x

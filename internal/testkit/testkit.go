@@ -8,6 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -26,6 +28,7 @@ import (
 // (stored in *ens), unless -short, and fails if a goroutine is left over.
 func Main(m *testing.M, ens **zktest.Ensemble, n int) {
 	flag.Parse()
+	quietForBenchmarks()
 	code := func() int {
 		if !testing.Short() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -203,4 +206,12 @@ func (c *Checker) String() string {
 		b = fmt.Appendf(b, "%s [%s, %s]\n", iv.who, iv.start.Format("15:04:05.000000"), iv.end.Format("15:04:05.000000"))
 	}
 	return string(b)
+}
+
+// quietForBenchmarks drops the library's logs when ZKRECIPES_QUIET is set
+// (scripts/bench.sh sets it), so benchmark results print on clean lines.
+func quietForBenchmarks() {
+	if os.Getenv("ZKRECIPES_QUIET") != "" {
+		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
 }
