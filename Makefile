@@ -10,13 +10,22 @@ TIMEOUT  ?= 40m
 test: deps fmt-check vet staticcheck
 	$(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
 
-## demo: start a local 3-node ensemble (unless ZK_SERVERS is set) and walk through the session scenarios
+## demo: the main job. Without ZK_SERVERS each program starts a local 3-node ensemble
+## behind fault proxies; with ZK_SERVERS only the programs that need no faults run.
 demo: deps-zk
+ifeq ($(strip $(ZK_SERVERS)),)
 	$(GO) run ./examples/session-states
 	$(GO) run ./examples/lock
 	$(GO) run ./examples/election
 	$(GO) run ./examples/registry
 	$(GO) run ./examples/showcase
+else
+	$(GO) run ./examples/lock
+	$(GO) run ./examples/registry
+	@echo "To watch live session transitions or an election on $(ZK_SERVERS) (Ctrl-C to stop):"
+	@echo "  ZK_SERVERS=$(ZK_SERVERS) go run ./examples/session-states"
+	@echo "  ZK_SERVERS=$(ZK_SERVERS) go run ./examples/election"
+endif
 
 deps:
 	@scripts/install-deps.sh all

@@ -63,7 +63,6 @@ type suite struct {
 	fmu    sync.Mutex
 
 	handoffs, semLeases, termCount atomic.Int64
-	reRegs                         atomic.Int64
 	maxRecovery                    atomic.Int64 // nanoseconds
 	recoveryViolations             []string
 	clients                        []*client

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -28,15 +29,8 @@ type telemetry struct {
 }
 
 func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
-	tp, mp := o.tp, o.mp
-	if tp == nil {
-		tp = s.TracerProvider()
-	}
-	if mp == nil {
-		mp = s.MeterProvider()
-	}
-	t := &telemetry{tracer: tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))}
-	m := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	tracer, m := recipes.Instrumentation(s, o.tp, o.mp, ScopeName)
+	t := &telemetry{tracer: tracer}
 	var err error
 	if t.campaign, err = m.Float64Histogram("zkrecipes.election.campaign.duration",
 		metric.WithDescription("Time from starting a campaign to leading or giving up, by outcome."),

@@ -232,6 +232,18 @@ func TestHolderStepsDownBeforeNextHolder(t *testing.T) {
 			if !errors.Is(l.Err(), ErrLeaseLost) {
 				t.Errorf("lease cause %v, want ErrLeaseLost", l.Err())
 			}
+			// A guarded write from the lost lease does not apply.
+			res := p + "-resource"
+			if _, err := waiterS.Create(ctxT(t, 10*time.Second), res, []byte("new holder"), 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Guarded(ctxT(t, 10*time.Second), &zk.SetDataRequest{Path: res, Data: []byte("stale"), Version: -1}); !errors.Is(err, ErrLeaseLost) {
+				t.Errorf("guarded write from a lost lease: %v, want ErrLeaseLost", err)
+			}
+			if d, _, _ := waiterS.Get(ctxT(t, 10*time.Second), res); string(d) != "new holder" {
+				t.Errorf("a lost lease's guarded write applied: %q", d)
+			}
+			_ = waiterS.Delete(context.Background(), res, -1)
 			start := time.Now()
 			if err := l.Release(ctxT(t, 10*time.Second)); !errors.Is(err, ErrLeaseLost) {
 				t.Errorf("Release after loss: %v, want ErrLeaseLost", err)

@@ -53,7 +53,9 @@ func (b *Barrier) Remove(ctx context.Context) error {
 
 // Wait blocks until the barrier is down, or ctx ends.
 func (b *Barrier) Wait(ctx context.Context) error {
-	return waitFor(ctx, b.s, b.path, false)
+	return traced(ctx, b.s, "zkrecipes.barrier.wait", b.path, func(ctx context.Context) error {
+		return waitFor(ctx, b.s, b.path, false)
+	})
 }
 
 // waitFor blocks until the node at p exists (want true) or does not.
@@ -102,6 +104,10 @@ func NewDoubleBarrier(s *resilience.Session, p string, n int) (*DoubleBarrier, e
 
 // Enter blocks until n members have entered.
 func (d *DoubleBarrier) Enter(ctx context.Context) error {
+	return traced(ctx, d.s, "zkrecipes.doublebarrier.enter", d.path, d.enter)
+}
+
+func (d *DoubleBarrier) enter(ctx context.Context) error {
 	ready := path.Join(d.path, readyNode)
 	ours := path.Join(d.path, d.name)
 	for {
@@ -179,6 +185,10 @@ func members(names []string) []string {
 // so each change wakes one member (Curator's algorithm). The last one out
 // takes the ready node down.
 func (d *DoubleBarrier) Leave(ctx context.Context) error {
+	return traced(ctx, d.s, "zkrecipes.doublebarrier.leave", d.path, d.leave)
+}
+
+func (d *DoubleBarrier) leave(ctx context.Context) error {
 	ours := path.Join(d.path, d.name)
 	for {
 		names, _, err := d.s.Children(ctx, d.path)

@@ -139,7 +139,9 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.unlisten = append(c.unlisten, s.AddNodeListener(c.onNodeEvent))
-	if err := c.load(ctx, []string{root}, true); err != nil {
+	if err := traced(ctx, s, "zkrecipes.treecache.load", root, func(ctx context.Context) error {
+		return c.load(ctx, []string{root}, true)
+	}); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -274,7 +276,9 @@ func (c *TreeCache) loop() {
 		c.wmu.Unlock()
 		var err error
 		if full {
-			err = c.load(c.ctx, []string{c.root}, true)
+			err = traced(c.ctx, c.s, "zkrecipes.treecache.resync", c.root, func(ctx context.Context) error {
+				return c.load(ctx, []string{c.root}, true)
+			})
 		} else {
 			var paths []string
 			for p := range data {

@@ -134,35 +134,25 @@ type Event struct {
 	Err      error    // for Malformed
 }
 
-// Cache follows one service's instances through watches. Reads are cheap
-// and safe for concurrent use. After a reconnect or a new session it reads
-// the whole service again, so it converges on the ensemble's state without
-// missing a change; events describe the differences it saw.
+// Cache follows one service's instances. It is a recipes.TreeCache of
+// depth one under the service's node (so it gets that cache's watch
+// handling, and its full resync after a reconnect or a new session), which
+// decodes each node as an instance. Reads are cheap and safe for concurrent
+// use.
 type Cache struct {
-	r       *Registry
-	service string
-	parent  string
+	r      *Registry
+	parent string
+	tree   *recipes.TreeCache
 
-	snap atomic.Pointer[[]Instance]
-
-	mu    sync.Mutex
-	full  bool                // read everything again
-	kids  bool                // the children changed
-	dirty map[string]struct{} // nodes whose data changed
-	wake  chan struct{}
+	snap  atomic.Pointer[[]Instance]
+	nodes map[string]Instance // owned by translate
+	bad   map[string]bool     // likewise
 	feed  *recipes.Feed[Event]
+	ready chan struct{}
 
-	watched   map[string]bool // data watches set and not yet fired
-	kidsWatch bool            // the children watch is set and not yet fired
-
-	// Owned by the loop (and NewCache before it).
-	nodes map[string]Instance
-	bad   map[string]bool
-
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	unlisten func()
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewCache loads service's instances and keeps following them until Close.
@@ -172,34 +162,31 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	if err != nil {
 		return nil, err
 	}
+	tree, err := recipes.NewTreeCache(ctx, r.s, p, recipes.WithMaxDepth(1))
+	if err != nil {
+		return nil, err
+	}
 	c := &Cache{
-		r: r, service: service, parent: p,
-		dirty: map[string]struct{}{}, wake: make(chan struct{}, 1), feed: recipes.NewFeed[Event](),
-		nodes: map[string]Instance{}, bad: map[string]bool{}, watched: map[string]bool{},
+		r: r, parent: p, tree: tree,
+		nodes: map[string]Instance{}, bad: map[string]bool{},
+		feed: recipes.NewFeed[Event](), ready: make(chan struct{}),
 	}
 	empty := []Instance{}
 	c.snap.Store(&empty)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if err := c.sync(ctx, true); err != nil {
-		c.cancel()
-		c.wg.Wait()
-		return nil, err
-	}
-	c.unlisten = r.s.AddListener(func(t resilience.Transition) {
-		if t.To == resilience.Reconnected || t.To == resilience.Connected {
-			c.mu.Lock()
-			c.full = true
-			c.mu.Unlock()
-			c.poke()
-		}
-	})
 	c.wg.Add(2)
-	go c.loop()
+	go c.translate()
 	go func() {
 		defer c.wg.Done()
 		c.feed.Run(c.ctx)
 	}()
-	return c, nil
+	select {
+	case <-c.ready:
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, ctx.Err()
+	}
 }
 
 // Instances returns the cached instances, ordered by id.
@@ -213,211 +200,54 @@ func (c *Cache) Events() <-chan Event { return c.feed.C() }
 
 // Close stops following the service and closes the Events channel.
 func (c *Cache) Close() {
-	if c.unlisten != nil {
-		c.unlisten()
-	}
+	c.tree.Close()
 	c.cancel()
 	c.wg.Wait()
 }
 
-func (c *Cache) poke() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Cache) loop() {
+// translate turns the tree's node events into instance events.
+func (c *Cache) translate() {
 	defer c.wg.Done()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.wake:
-		}
-		c.mu.Lock()
-		full, kids, dirty := c.full, c.kids, c.dirty
-		c.full, c.kids, c.dirty = false, false, map[string]struct{}{}
-		c.mu.Unlock()
-		var err error
-		if full || kids {
-			err = c.sync(c.ctx, full)
-		}
-		for n := range dirty {
-			if err == nil {
-				err = c.reread(c.ctx, n)
-			}
-		}
-		if err != nil && c.ctx.Err() == nil {
-			// Try again in full once the session allows it.
-			c.r.s.Logger().Warn("registry: cache refresh failed; will resync", "service", c.service, "error", err)
-			c.mu.Lock()
-			c.full = true
-			c.mu.Unlock()
-			if errors.Is(err, resilience.ErrClosed) {
-				return
-			}
-			c.poke()
-		}
-	}
-}
-
-// sync reads the children and the data of every new node (every node when
-// full), and reports the differences.
-func (c *Cache) sync(ctx context.Context, full bool) error {
-	if full {
-		c.r.tel.resyncs.Add(ctx, 1)
-	}
-	var names []string
-	var err error
-	if c.isWatched("") {
-		names, _, err = c.r.s.Children(ctx, c.parent)
-	} else {
-		var ch <-chan zk.Event
-		names, _, ch, err = c.r.s.ChildrenW(ctx, c.parent)
-		if errors.Is(err, zk.ErrNoNode) {
-			// No instance yet: watch for the service node to appear.
-			var ok bool
-			ok, _, ch, err = c.r.s.ExistsW(ctx, c.parent)
-			if err == nil && ok {
-				c.arm(ch, "")
-				return c.sync(ctx, full)
-			}
-		}
-		if err == nil {
-			c.arm(ch, "")
-		}
-	}
-	if err != nil {
-		return err
-	}
-	seen := make(map[string]bool, len(names))
-	for _, n := range names {
-		seen[n] = true
-		_, known := c.nodes[n]
-		if (known || c.bad[n]) && !full && c.isWatched(n) {
+	for e := range c.tree.Events() {
+		if e.Type == recipes.Initialized {
+			close(c.ready)
 			continue
 		}
-		if err := c.reread(ctx, n); err != nil {
-			return err
+		if path.Dir(e.Node.Path) != c.parent {
+			continue // the service node itself
 		}
-	}
-	for n, in := range c.nodes {
-		if !seen[n] {
-			delete(c.nodes, n)
-			c.emit(Event{Type: Removed, Node: n, Instance: in})
-		}
-	}
-	for n := range c.bad {
-		if !seen[n] {
-			delete(c.bad, n)
-		}
-	}
-	c.publish()
-	return nil
-}
-
-// reread reads one node's data (watching it) and reports what changed.
-func (c *Cache) reread(ctx context.Context, n string) error {
-	p := path.Join(c.parent, n)
-	var data []byte
-	var err error
-	if c.isWatched(n) {
-		data, _, err = c.r.s.Get(ctx, p)
-	} else {
-		var ch <-chan zk.Event
-		data, _, ch, err = c.r.s.GetW(ctx, p)
-		if err == nil {
-			c.arm(ch, n)
-		}
-	}
-	if errors.Is(err, zk.ErrNoNode) {
-		if in, ok := c.nodes[n]; ok {
-			delete(c.nodes, n)
-			c.emit(Event{Type: Removed, Node: n, Instance: in})
-			c.publish()
-		}
-		delete(c.bad, n)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	in, derr := Decode(data)
-	old, known := c.nodes[n]
-	switch {
-	case derr != nil:
-		if known {
-			delete(c.nodes, n)
-			c.emit(Event{Type: Removed, Node: n, Instance: old})
-		}
-		if !c.bad[n] {
-			c.bad[n] = true
-			c.r.tel.malformed.Add(ctx, 1)
-			c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", p, "error", derr)
-			c.emit(Event{Type: Malformed, Node: n, Err: derr})
-		}
-	case !known:
-		delete(c.bad, n)
-		c.nodes[n] = in
-		c.emit(Event{Type: Added, Node: n, Instance: in})
-	case !sameInstance(old, in):
-		c.nodes[n] = in
-		c.emit(Event{Type: Updated, Node: n, Instance: in})
-	}
-	c.publish()
-	return nil
-}
-
-func sameInstance(a, b Instance) bool {
-	ea, _ := a.encode()
-	eb, _ := b.encode()
-	return string(ea) == string(eb)
-}
-
-// arm waits for one watch in the background: node "" is the children
-// watch. A fired watch marks what to read again and wakes the loop.
-func (c *Cache) arm(ch <-chan zk.Event, n string) {
-	c.mu.Lock()
-	if n == "" {
-		c.kidsWatch = true
-	} else {
-		c.watched[n] = true
-	}
-	c.mu.Unlock()
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		select {
-		case ev := <-ch:
-			c.mu.Lock()
-			if n == "" {
-				c.kidsWatch = false
-			} else {
-				delete(c.watched, n)
-			}
+		n := path.Base(e.Node.Path)
+		old, known := c.nodes[n]
+		switch e.Type {
+		case recipes.NodeAdded, recipes.NodeUpdated:
+			in, err := Decode(e.Node.Data)
 			switch {
-			case ev.Type == zk.EventNotWatching:
-				c.full = true
-			case n == "":
-				c.kids = true
+			case err != nil:
+				if known {
+					delete(c.nodes, n)
+					c.feed.Push(Event{Type: Removed, Node: n, Instance: old})
+				}
+				c.bad[n] = true
+				c.r.tel.malformed.Add(context.Background(), 1)
+				c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", e.Node.Path, "error", err)
+				c.feed.Push(Event{Type: Malformed, Node: n, Err: err})
+			case !known:
+				delete(c.bad, n)
+				c.nodes[n] = in
+				c.feed.Push(Event{Type: Added, Node: n, Instance: in})
 			default:
-				c.dirty[n] = struct{}{}
+				c.nodes[n] = in
+				c.feed.Push(Event{Type: Updated, Node: n, Instance: in})
 			}
-			c.mu.Unlock()
-			c.poke()
-		case <-c.ctx.Done():
+		case recipes.NodeRemoved:
+			delete(c.bad, n)
+			if known {
+				delete(c.nodes, n)
+				c.feed.Push(Event{Type: Removed, Node: n, Instance: old})
+			}
 		}
-	}()
-}
-
-func (c *Cache) isWatched(n string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n == "" {
-		return c.kidsWatch
+		c.publish()
 	}
-	return c.watched[n]
 }
 
 func (c *Cache) publish() {
@@ -429,5 +259,3 @@ func (c *Cache) publish() {
 	c.snap.Store(&list)
 	c.r.tel.cacheSize.Record(context.Background(), int64(len(list)))
 }
-
-func (c *Cache) emit(e Event) { c.feed.Push(e) }

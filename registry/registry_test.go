@@ -449,3 +449,35 @@ func TestDecodeAndURI(t *testing.T) {
 		t.Errorf("encoded\n%s\nwant\n%s", b, want)
 	}
 }
+
+// Static instances are persistent and outlive their session; sequential
+// ones get a node name of their id plus a sequence number and keep their id
+// in the JSON.
+func TestServiceTypes(t *testing.T) {
+	needZK(t)
+	base := basePath()
+	ctx := ctxT(t, time.Minute)
+	s := connect(t, ens.Addrs())
+	r, _ := New(s, base)
+	st, err := r.Register(ctx, Instance{Name: "svc", ID: "static-1", Address: "a", Port: Int(1), ServiceType: Static})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := r.Register(ctx, Instance{Name: "svc", ID: "seq", Address: "b", Port: Int(2), ServiceType: DynamicSequential})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(seq.Path(), "seq") || seq.Path() == path.Join(base, "svc", "seq") {
+		t.Errorf("sequential node %s", seq.Path())
+	}
+	other, _ := New(connect(t, ens.Addrs()), base)
+	waitInstances(t, other, "svc", map[string]int{"static-1": 1, "seq": 2}, 10*time.Second)
+	if _, stat, err := other.s.Exists(ctx, st.Path()); err != nil || stat.EphemeralOwner != 0 {
+		t.Fatalf("static instance is not persistent: %v", err)
+	}
+	r.Close()
+	s.Close()
+	// The static one stays; the sequential one went with the session.
+	waitInstances(t, other, "svc", map[string]int{"static-1": 1}, 10*time.Second)
+	_ = other.s.Delete(ctx, st.Path(), -1)
+}

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -23,20 +24,12 @@ type telemetry struct {
 	reregistered  metric.Int64Counter
 	restored      metric.Int64Counter
 	cacheSize     metric.Int64Gauge
-	resyncs       metric.Int64Counter
 	malformed     metric.Int64Counter
 }
 
 func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
-	tp, mp := o.tp, o.mp
-	if tp == nil {
-		tp = s.TracerProvider()
-	}
-	if mp == nil {
-		mp = s.MeterProvider()
-	}
-	t := &telemetry{tracer: tp.Tracer(ScopeName, trace.WithInstrumentationVersion(Version))}
-	m := mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
+	tracer, m := recipes.Instrumentation(s, o.tp, o.mp, ScopeName)
+	t := &telemetry{tracer: tracer}
 	var err error
 	counter := func(dst *metric.Int64Counter, name, desc, unit string) {
 		if err == nil {
@@ -46,7 +39,6 @@ func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
 	counter(&t.registrations, "zkrecipes.registry.registrations", "Instances registered.", "{instance}")
 	counter(&t.reregistered, "zkrecipes.registry.reregistrations", "Ephemeral instances registered again after a new session.", "{instance}")
 	counter(&t.restored, "zkrecipes.registry.restorations", "Registrations restored after someone else deleted them.", "{instance}")
-	counter(&t.resyncs, "zkrecipes.registry.cache.resyncs", "Full re-reads of a cached service.", "{resync}")
 	counter(&t.malformed, "zkrecipes.registry.cache.malformed", "Nodes skipped by a cache because their data is not an instance.", "{node}")
 	if err == nil {
 		t.cacheSize, err = m.Int64Gauge("zkrecipes.registry.cache.size",
