@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -123,8 +124,13 @@ func (h *Hold) onTransition(t resilience.Transition) {
 			// Same session back, and our node still blocks the next in
 			// line: remove it.
 			go func() {
-				_ = Leave(h.s, h.entry)
-				h.stopListening()
+				defer h.stopListening()
+				for try := 0; try < 5 && h.s.SessionID() == h.entry.SessionID; try++ {
+					if Leave(h.s, h.entry) == nil {
+						return
+					}
+					time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+				}
 			}()
 		case !ended:
 			// Held through the suspension: confirm, never assume, that the
