@@ -14,8 +14,8 @@
 //   - LoseOnSessionLoss: survives suspensions and is cancelled only when the
 //     session is Lost. Fewer false step-downs, but a weaker guarantee: the
 //     holder learns of the loss at the earliest when the client gives the
-//     session up (by default no later than the ensemble can expire it,
-//     measured from the last ping the server answered); if the ensemble
+//     session up (by default a margin before the ensemble can expire it,
+//     counted from the ping before the last one answered); if the ensemble
 //     expires the session by other means (an operator, a forced expiry),
 //     another client may acquire the lock before this one hears of it. Use
 //     fencing tokens if that matters.

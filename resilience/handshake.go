@@ -55,10 +55,18 @@ func parseConnectResponse(b []byte) (handshakeReply, error) {
 // this client: the send time of the latest request (handshake or ping) whose
 // reply has arrived. The ensemble cannot expire the session before heardAt
 // plus the timeout, so a presumption based on it never comes too late.
+//
+// When the client's server is a follower, it passes session touches on to
+// the ensemble's leader (which expires sessions) only every half tick, so a
+// follower that dies may take the latest touch with it. The touch of the
+// ping before (a third of the timeout earlier, and the negotiated timeout
+// is at least two ticks) has always been passed on; prevHeardAt keeps its
+// send time, and presumed expiry counts from there.
 type connInfo struct {
-	heardAt   atomic.Int64 // unix nanos
-	sessionID atomic.Int64 // from the latest ConnectResponse (0: expired)
-	timeout   atomic.Int64 // negotiated timeout from the latest ConnectResponse
+	heardAt     atomic.Int64 // unix nanos
+	prevHeardAt atomic.Int64 // the heardAt before the latest one
+	sessionID   atomic.Int64 // from the latest ConnectResponse (0: expired)
+	timeout     atomic.Int64 // negotiated timeout from the latest ConnectResponse
 }
 
 // sniffConn passes every byte through unchanged. It decodes the first frame
@@ -158,6 +166,7 @@ func (c *sniffConn) answered() {
 	if len(c.pending) == 0 {
 		return
 	}
+	c.info.prevHeardAt.Store(c.info.heardAt.Load())
 	c.info.heardAt.Store(c.pending[0])
 	c.pending = c.pending[1:]
 }

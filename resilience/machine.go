@@ -167,7 +167,10 @@ func (s *Session) presumeDeadline() (time.Time, bool) {
 	if timeout <= 0 {
 		timeout = s.cfg.sessionTimeout
 	}
-	heard := g.info.heardAt.Load()
+	heard := g.info.prevHeardAt.Load()
+	if heard == 0 {
+		heard = g.info.heardAt.Load()
+	}
 	if heard == 0 {
 		return time.Now().Add(timeout), true
 	}

@@ -132,12 +132,14 @@ func WithBackoff(min, max time.Duration) Option {
 
 // WithPresumedExpiry sets after which fraction of the negotiated session
 // timeout a suspended session is presumed expired and reported Lost (default
-// 1.0). The clock starts when the client last sent something the server
-// has answered (a ping goes out every third of the timeout), which is no
-// later than the server last heard from it, so with a fraction of at most 1
-// the client gives up no later than the ensemble can expire the session. The
-// deadline is brought forward by a twentieth of the timeout, a margin for
-// timer and scheduling delays. 0 turns presumption off: the session is Lost
+// 1.0). The clock starts at the send time of the second-latest request
+// the server answered (a ping goes out every third of the timeout): the
+// ensemble's leader, which expires sessions, has surely heard of that one
+// even if the client's server was a follower that died before passing the
+// latest on. So with a fraction of at most 1 the client gives up no later
+// than the ensemble can expire the session. The deadline is brought
+// forward by a twentieth of the timeout, a margin for timer and scheduling
+// delays. 0 turns presumption off: the session is Lost
 // only when the ensemble says so.
 //
 // When a presumed-lost session turns out to be alive after all (the client's

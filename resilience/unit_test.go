@@ -133,6 +133,9 @@ func TestSnifferTracksAnsweredPings(t *testing.T) {
 	if got := info.heardAt.Load(); got != 300 {
 		t.Fatalf("heardAt %d after two ping replies, want 300", got)
 	}
+	if got := info.prevHeardAt.Load(); got != 200 {
+		t.Fatalf("prevHeardAt %d, want 200 (the ping before)", got)
+	}
 	if len(c.pending) != 0 {
 		t.Fatalf("pending %v", c.pending)
 	}
