@@ -146,9 +146,21 @@ func run(ctx context.Context) error {
 		if err := ens.ExpireSession(ctx, old); err != nil {
 			return err
 		}
-		if err := waitFor("api-2 back", func(in []registry.Instance) bool {
-			return len(in) == 3 && sessions[1].SessionID() != old
-		}); err != nil {
+		// Back means: a new session, and api-2's node owned by it, seen by the client.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sid := sessions[1].SessionID()
+			if sid != 0 && sid != old {
+				if ok, st, err := cs.Exists(ctx, regs[1].Path()); err == nil && ok && st.EphemeralOwner == sid {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("api-2 not registered again within 30s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := waitFor("api-2 back", func(in []registry.Instance) bool { return len(in) == 3 }); err != nil {
 			return err
 		}
 		reExpired = fmt.Sprintf("api-2 registered again %v after its session expired (new session %#x)",
