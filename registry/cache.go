@@ -78,22 +78,11 @@ func (r *Registry) Instances(ctx context.Context, service string) ([]Instance, e
 var errSkip = errors.New("skip")
 
 func (r *Registry) checkService(service string) (string, error) {
-	if service == "" || service == "." || service == ".." || containsAny(service, "/\x00") {
+	if !pathElement(service) {
 		return "", fmt.Errorf("%w: service name %q", ErrInvalidInstance, service)
 	}
 	p := r.servicePath(service)
 	return p, resilience.ValidatePath(p, false)
-}
-
-func containsAny(s, chars string) bool {
-	for _, c := range chars {
-		for _, d := range s {
-			if c == d {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // EventType says what happened to a cached instance.

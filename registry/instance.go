@@ -60,7 +60,7 @@ var (
 
 func (in *Instance) validate() error {
 	for what, v := range map[string]string{"name": in.Name, "id": in.ID} {
-		if v == "" || strings.ContainsAny(v, "/\x00") || v == "." || v == ".." {
+		if !pathElement(v) {
 			return fmt.Errorf("%w: %s %q must be a non-empty single path element", ErrInvalidInstance, what, v)
 		}
 	}
@@ -75,6 +75,11 @@ func (in *Instance) validate() error {
 		return fmt.Errorf("%w: payload is not JSON", ErrInvalidInstance)
 	}
 	return nil
+}
+
+// pathElement reports whether v can be one element of a znode path.
+func pathElement(v string) bool {
+	return v != "" && v != "." && v != ".." && !strings.ContainsAny(v, "/\x00")
 }
 
 func (in Instance) ephemeral() bool {
