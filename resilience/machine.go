@@ -226,7 +226,8 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	if to == Suspended {
 		sid = cur.sid
 	}
-	s.snap.Store(&snapshot{state: to, sid: sid, gen: s.gen, server: server, changed: make(chan struct{})})
+	next := &snapshot{state: to, sid: sid, gen: s.gen, server: server, changed: make(chan struct{}), published: make(chan struct{})}
+	s.snap.Store(next)
 	close(cur.changed)
 
 	s.mu.Lock()
@@ -241,6 +242,7 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	for _, fn := range listeners {
 		fn(tr)
 	}
+	close(next.published)
 
 	s.tel.observe(tr)
 	level := slogLevel(to)

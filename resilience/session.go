@@ -61,6 +61,9 @@ type snapshot struct {
 	gen     *generation
 	server  string
 	changed chan struct{}
+	// published is closed once listeners and subscribers have the
+	// transition that made this snapshot.
+	published chan struct{}
 }
 
 // generation is one *zk.Conn. A Session replaces its conn only to abandon
@@ -112,7 +115,7 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 	}
 	s.inbox.signal = make(chan struct{}, 1)
 	s.nodeInbox.signal = make(chan struct{}, 1)
-	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{})})
+	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})})
 	if err := s.dial(); err != nil {
 		return nil, fmt.Errorf("resilience: connect: %w", err)
 	}
@@ -122,6 +125,9 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 	for {
 		sn := s.snap.Load()
 		if sn.state.HasSession() {
+			// Return only once the first Connected is published, so that a
+			// listener or subscriber added now sees only what comes after.
+			<-sn.published
 			return s, nil
 		}
 		select {
