@@ -9,11 +9,7 @@ TIMEOUT  ?= 40m
 ## test: install what is missing, then gofmt check, go vet, staticcheck and the race-enabled tests against real ZooKeeper
 ## (one package at a time: each starts its own 3-node ensemble, and the fault tests are timing-sensitive on 2 cores)
 test: deps fmt-check vet staticcheck
-	$(GO) test -race -count=1 -p 1 -timeout $(TIMEOUT) $$($(GO) list ./... | grep -v /chaos)
-	@# The chaos suite runs without -race: under its load, reconnects with watches hit a
-	@# known data race inside go-zookeeper/zk v1.0.4 (Conn.lastZxid, recvLoop vs
-	@# sendSetWatches; upstream go-zookeeper/zk PR #35), not in this module.
-	$(GO) test -count=1 -timeout $(TIMEOUT) ./chaos/
+	$(GO) test -race -count=1 -p 1 -timeout $(TIMEOUT) $(PKGS)
 
 ## demo: the main job. Without ZK_SERVERS each program starts a local 3-node ensemble
 ## behind fault proxies; with ZK_SERVERS only the programs that need no faults run.

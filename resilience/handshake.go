@@ -83,7 +83,25 @@ type sniffConn struct {
 	handshook bool
 	hdr       []byte // partial frame header
 	skip      int    // body bytes left to skip in the current frame
+	gateOpen  bool
+
+	gate     chan struct{} // see gateWait
+	gateOnce sync.Once
 }
+
+// go-zookeeper/zk v1.0.4 reads Conn.lastZxid to re-register watches after
+// a reconnect (sendSetWatches) while its receive goroutine may already be
+// writing it for replies to queued requests: a data race (upstream
+// go-zookeeper/zk PR #35). The connection holds back the replies that follow
+// the handshake until the SetWatches request has been written, which orders
+// the two accesses. Without watches to re-register no SetWatches is sent and
+// nothing reads lastZxid, so the replies wait at most gateWait.
+const (
+	gateWait     = 10 * time.Millisecond
+	opSetWatches = 101
+)
+
+func (c *sniffConn) openGate() { c.gateOnce.Do(func() { close(c.gate) }) }
 
 // pingFrame is how go-zookeeper/zk writes a ping: length 8, xid -2, opcode 11.
 var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
@@ -94,10 +112,23 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 		c.pending = append(c.pending, time.Now().UnixNano())
 		c.mu.Unlock()
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if len(p) >= 12 && binary.BigEndian.Uint32(p[8:12]) == opSetWatches {
+		c.openGate()
+	}
+	return n, err
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
+	if c.handshook && !c.gateOpen {
+		t := time.NewTimer(gateWait)
+		select {
+		case <-c.gate:
+		case <-t.C:
+		}
+		t.Stop()
+		c.gateOpen = true
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.absorb(p[:n])
@@ -177,6 +208,6 @@ func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration
 		if err != nil {
 			return nil, err
 		}
-		return &sniffConn{Conn: c, info: info}, nil
+		return &sniffConn{Conn: c, info: info, gate: make(chan struct{})}, nil
 	}
 }

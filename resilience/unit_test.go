@@ -112,7 +112,7 @@ func TestNewUUID(t *testing.T) {
 // split it, and moves heardAt to the send time of each answered ping.
 func TestSnifferTracksAnsweredPings(t *testing.T) {
 	info := &connInfo{}
-	c := &sniffConn{info: info}
+	c := &sniffConn{info: info, gate: make(chan struct{})}
 	c.pending = []int64{100} // the handshake, sent at 100
 	hs, _ := hex.DecodeString("00000024" + "00000000" + "000007d0" + "0000000000000abc" + "00000010" + strings.Repeat("00", 16))
 	reply := func(xid string) []byte {
