@@ -63,6 +63,7 @@ func parseConnectResponse(b []byte) (handshakeReply, error) {
 // is at least two ticks) has always been passed on; prevHeardAt keeps its
 // send time, and presumed expiry counts from there.
 type connInfo struct {
+	dials       atomic.Int64 // TCP connections opened so far
 	heardAt     atomic.Int64 // unix nanos
 	prevHeardAt atomic.Int64 // the heardAt before the latest one
 	sessionID   atomic.Int64 // from the latest ConnectResponse (0: expired)
@@ -95,9 +96,11 @@ type sniffConn struct {
 // go-zookeeper/zk PR #35). The connection holds back the replies that follow
 // the handshake until the SetWatches request has been written, which orders
 // the two accesses. Without watches to re-register no SetWatches is sent and
-// nothing reads lastZxid, so the replies wait at most gateWait.
+// nothing reads lastZxid, so the replies wait at most gateWait. A
+// connection's first TCP connection has no watches to re-register and is
+// not held back.
 const (
-	gateWait     = 10 * time.Millisecond
+	gateWait     = 250 * time.Millisecond
 	opSetWatches = 101
 )
 
@@ -208,6 +211,10 @@ func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration
 		if err != nil {
 			return nil, err
 		}
-		return &sniffConn{Conn: c, info: info, gate: make(chan struct{})}, nil
+		sc := &sniffConn{Conn: c, info: info, gate: make(chan struct{})}
+		if info.dials.Add(1) == 1 {
+			sc.gateOpen = true // nothing to re-register yet
+		}
+		return sc, nil
 	}
 }
