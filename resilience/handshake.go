@@ -62,17 +62,33 @@ func parseConnectResponse(b []byte) (handshakeReply, error) {
 // ping before (a third of the timeout earlier, and the negotiated timeout
 // is at least two ticks) has always been passed on; prevHeardAt keeps its
 // send time, and presumed expiry counts from there.
+//
+// lastZxid stands in for go-zookeeper/zk's own Conn.lastZxid; see sniffConn.
 type connInfo struct {
-	dials       atomic.Int64 // TCP connections opened so far
 	heardAt     atomic.Int64 // unix nanos
 	prevHeardAt atomic.Int64 // the heardAt before the latest one
 	sessionID   atomic.Int64 // from the latest ConnectResponse (0: expired)
 	timeout     atomic.Int64 // negotiated timeout from the latest ConnectResponse
+	lastZxid    atomic.Int64 // zxid of the latest reply to a request
 }
 
-// sniffConn passes every byte through unchanged. It decodes the first frame
-// the server sends (the ConnectResponse) and the xid of every later reply,
-// and notes when the handshake and each ping were written.
+// sniffConn passes the byte stream through, decoding the first frame the
+// server sends (the ConnectResponse) and the header of every later reply,
+// and noting when the handshake and each ping were written.
+//
+// It also keeps go-zookeeper/zk v1.0.4 clear of a data race: its receive
+// goroutine writes Conn.lastZxid for every reply while, after a reconnect,
+// its connect loop reads it to re-register watches (upstream PR
+// go-zookeeper/zk#35), with nothing ordering the two. go-zookeeper/zk only
+// writes the field for replies whose header zxid is positive, and only
+// reads it into two requests: the ConnectRequest (LastZxidSeen) and
+// SetWatches (RelativeZxid). So the wrapper keeps the value itself
+// (connInfo.lastZxid, updated exactly where go-zookeeper/zk would update
+// its own), zeroes the zxid in each reply header before go-zookeeper/zk
+// sees it, and writes its value into those two requests on their way out.
+// The server sees what it would have seen; go-zookeeper/zk's field is never
+// written by the receive goroutine. go-zookeeper/zk discards the header zxid
+// otherwise.
 type sniffConn struct {
 	net.Conn
 	info *connInfo
@@ -82,56 +98,49 @@ type sniffConn struct {
 
 	// Read side, touched only by the reading goroutine.
 	handshook bool
-	hdr       []byte // partial frame header
+	hdr       []byte // the ConnectResponse, or the current reply's header so far
 	skip      int    // body bytes left to skip in the current frame
-	gateOpen  bool
-
-	gate     chan struct{} // see gateWait
-	gateOnce sync.Once
 }
 
-// go-zookeeper/zk v1.0.4 reads Conn.lastZxid to re-register watches after
-// a reconnect (sendSetWatches) while its receive goroutine may already be
-// writing it for replies to queued requests: a data race (upstream
-// go-zookeeper/zk PR #35). The connection holds back the replies that follow
-// the handshake until the SetWatches request has been written, which orders
-// the two accesses. Without watches to re-register no SetWatches is sent and
-// nothing reads lastZxid, so the replies wait at most gateWait. A
-// connection's first TCP connection has no watches to re-register and is
-// not held back.
+// Frame layouts (after the 4-byte length prefix) used below.
 const (
-	gateWait     = 250 * time.Millisecond
-	opSetWatches = 101
+	replyHeaderLen = 4 + 16 // length, xid, zxid, err
+	opSetWatches   = 101
 )
-
-func (c *sniffConn) openGate() { c.gateOnce.Do(func() { close(c.gate) }) }
 
 // pingFrame is how go-zookeeper/zk writes a ping: length 8, xid -2, opcode 11.
 var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
 
 func (c *sniffConn) Write(p []byte) (int, error) {
-	if !c.handshook || bytes.Equal(p, pingFrame) {
+	switch {
+	case !c.handshook:
+		// The ConnectRequest: length, protocolVersion, lastZxidSeen, ...
 		c.mu.Lock()
 		c.pending = append(c.pending, time.Now().UnixNano())
 		c.mu.Unlock()
+		if len(p) >= 16 {
+			p = withZxid(p, 8, c.info.lastZxid.Load())
+		}
+	case bytes.Equal(p, pingFrame):
+		c.mu.Lock()
+		c.pending = append(c.pending, time.Now().UnixNano())
+		c.mu.Unlock()
+	case len(p) >= 20 && binary.BigEndian.Uint32(p[8:12]) == opSetWatches:
+		// length, xid, opcode, relativeZxid, ...
+		p = withZxid(p, 12, c.info.lastZxid.Load())
 	}
-	n, err := c.Conn.Write(p)
-	if len(p) >= 12 && binary.BigEndian.Uint32(p[8:12]) == opSetWatches {
-		c.openGate()
-	}
-	return n, err
+	return c.Conn.Write(p)
+}
+
+// withZxid returns a copy of the frame p with z written at offset off (the
+// caller's buffer belongs to go-zookeeper/zk).
+func withZxid(p []byte, off int, z int64) []byte {
+	q := append([]byte(nil), p...)
+	binary.BigEndian.PutUint64(q[off:off+8], uint64(z))
+	return q
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
-	if c.handshook && !c.gateOpen {
-		t := time.NewTimer(gateWait)
-		select {
-		case <-c.gate:
-		case <-t.C:
-		}
-		t.Stop()
-		c.gateOpen = true
-	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.absorb(p[:n])
@@ -139,7 +148,8 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// absorb walks the reply stream frame by frame without copying bodies.
+// absorb walks the reply stream frame by frame, however reads split it,
+// without copying bodies. It zeroes the zxid of each reply header in p.
 func (c *sniffConn) absorb(p []byte) {
 	for len(p) > 0 {
 		if c.skip > 0 {
@@ -148,49 +158,69 @@ func (c *sniffConn) absorb(p []byte) {
 			p = p[k:]
 			continue
 		}
-		want := 8 // length + xid
 		if !c.handshook {
-			want = 4
-		}
-		if len(c.hdr) < want {
-			k := min(want-len(c.hdr), len(p))
-			c.hdr = append(c.hdr, p[:k]...)
-			p = p[k:]
-			if len(c.hdr) < want {
-				return
-			}
-		}
-		size := int(binary.BigEndian.Uint32(c.hdr[:4]))
-		if !c.handshook {
-			// Collect the whole ConnectResponse.
-			if size > 4096 {
-				c.handshook, c.hdr = true, nil // not a handshake; stop decoding
-				continue
-			}
-			if len(c.hdr) < 4+size {
-				k := min(4+size-len(c.hdr), len(p))
-				c.hdr = append(c.hdr, p[:k]...)
-				p = p[k:]
-				if len(c.hdr) < 4+size {
-					return
-				}
-			}
-			if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
-				c.info.sessionID.Store(r.SessionID)
-				if r.Timeout > 0 {
-					c.info.timeout.Store(int64(r.Timeout))
-					c.answered()
-				}
-			}
-			c.handshook, c.hdr = true, nil
+			p = c.absorbHandshake(p)
 			continue
 		}
-		if xid := int32(binary.BigEndian.Uint32(c.hdr[4:8])); xid == -2 {
-			c.answered()
+		// Copy header bytes, then blank the zxid (offsets 8..15) in p.
+		at := len(c.hdr)
+		k := min(replyHeaderLen-at, len(p))
+		c.hdr = append(c.hdr, p[:k]...)
+		for i := max(at, 8); i < min(at+k, 16); i++ {
+			p[i-at] = 0
 		}
-		c.skip = size - 4
+		p = p[k:]
+		if len(c.hdr) < replyHeaderLen {
+			return
+		}
+		size := int(binary.BigEndian.Uint32(c.hdr[0:4]))
+		xid := int32(binary.BigEndian.Uint32(c.hdr[4:8]))
+		zxid := int64(binary.BigEndian.Uint64(c.hdr[8:16]))
+		switch {
+		case xid == -2:
+			c.answered()
+		case xid >= 0 && zxid > 0:
+			c.info.lastZxid.Store(zxid)
+		}
+		c.skip = max(size+4-replyHeaderLen, 0)
 		c.hdr = c.hdr[:0]
 	}
+}
+
+// absorbHandshake collects the ConnectResponse and returns what follows it.
+func (c *sniffConn) absorbHandshake(p []byte) []byte {
+	if len(c.hdr) < 4 {
+		k := min(4-len(c.hdr), len(p))
+		c.hdr = append(c.hdr, p[:k]...)
+		p = p[k:]
+		if len(c.hdr) < 4 {
+			return p
+		}
+	}
+	size := int(binary.BigEndian.Uint32(c.hdr[:4]))
+	if size > 4096 {
+		c.handshook, c.hdr, c.skip = true, nil, size // not a handshake; stop decoding it
+		return p
+	}
+	k := min(4+size-len(c.hdr), len(p))
+	c.hdr = append(c.hdr, p[:k]...)
+	p = p[k:]
+	if len(c.hdr) < 4+size {
+		return p
+	}
+	if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
+		c.info.sessionID.Store(r.SessionID)
+		if r.SessionID == 0 {
+			// Expired: go-zookeeper/zk starts its next session from zxid 0.
+			c.info.lastZxid.Store(0)
+		}
+		if r.Timeout > 0 {
+			c.info.timeout.Store(int64(r.Timeout))
+			c.answered()
+		}
+	}
+	c.handshook, c.hdr = true, nil
+	return p
 }
 
 // answered records that the oldest outstanding handshake or ping was heard.
@@ -211,10 +241,6 @@ func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration
 		if err != nil {
 			return nil, err
 		}
-		sc := &sniffConn{Conn: c, info: info, gate: make(chan struct{})}
-		if info.dials.Add(1) == 1 {
-			sc.gateOpen = true // nothing to re-register yet
-		}
-		return sc, nil
+		return &sniffConn{Conn: c, info: info}, nil
 	}
 }

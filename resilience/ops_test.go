@@ -392,3 +392,81 @@ func TestDigestAuthSurvivesExpiry(t *testing.T) {
 		t.Errorf("read without credentials: %q, %v; want zk.ErrNoAuth", d, err)
 	}
 }
+
+// Watches come back after a reconnect as go-zookeeper/zk would have set them
+// up itself: the wrapper keeps the last zxid seen (go-zookeeper/zk's own copy
+// is kept out of a data race, see sniffConn) and hands it to the server in
+// SetWatches. A node changed during the outage fires its watch; a node left
+// alone does not (with a zero or stale zxid the server would fire it), and
+// its watch is still armed.
+func TestWatchesResetAfterReconnect(t *testing.T) {
+	needZK(t)
+	restore(t)
+	srv := ens.Server(0)
+	s := connect(t, []string{srv.Addr()}, WithSessionTimeout(10*time.Second))
+	obs := connect(t, []string{ens.Server(1).Addr()})
+	rec := record(s)
+	base := testPath(t, obs)
+	ctx := ctxT(t, 60*time.Second)
+
+	for _, n := range []string{"/changed", "/kept"} {
+		if _, err := s.Create(ctx, base+n, []byte("v1"), 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, changed, err := s.GetW(ctx, base+"/changed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, kept, err := s.GetW(ctx, base+"/kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Later zxids than both nodes' mzxid, from writes elsewhere in the tree.
+	for i := 0; i < 3; i++ {
+		if _, err := s.Create(ctx, base+"/other-", nil, zk.FlagSequence, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv.Proxy().Blackhole()
+	rec.waitFor(t, 20*time.Second, "Suspended", to(Suspended))
+	if _, err := obs.Set(ctx, base+"/changed", []byte("v2"), -1); err != nil {
+		t.Fatal(err)
+	}
+	srv.Proxy().Heal()
+	rec.waitFor(t, 20*time.Second, "Reconnected", to(Reconnected))
+
+	select {
+	case ev := <-changed:
+		if ev.Type != zk.EventNodeDataChanged {
+			t.Fatalf("changed node's watch fired with %v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("the change made during the outage never fired its watch")
+	}
+	// The server answers SetWatches (and fires what it fires) before it
+	// answers requests sent after it, so a few round trips later any
+	// spurious event on the other node would already be here.
+	for i := 0; i < 3; i++ {
+		if err := s.Sync(ctx, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case ev := <-kept:
+		t.Fatalf("untouched node's watch fired after reconnect: %v (SetWatches sent a stale zxid)", ev)
+	default:
+	}
+	if _, err := obs.Set(ctx, base+"/kept", []byte("v2"), -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-kept:
+		if ev.Type != zk.EventNodeDataChanged {
+			t.Fatalf("kept node's watch fired with %v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("the untouched node's watch was not re-armed")
+	}
+}

@@ -1,8 +1,11 @@
 package resilience
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -109,17 +112,28 @@ func TestNewUUID(t *testing.T) {
 }
 
 // The sniffer follows the reply stream frame by frame, however the reads
-// split it, and moves heardAt to the send time of each answered ping.
+// split it, moves heardAt to the send time of each answered ping, and takes
+// the zxid of each reply to a request for itself (go-zookeeper/zk sees 0).
 func TestSnifferTracksAnsweredPings(t *testing.T) {
 	info := &connInfo{}
-	c := &sniffConn{info: info, gate: make(chan struct{})}
+	c := &sniffConn{info: info}
 	c.pending = []int64{100} // the handshake, sent at 100
 	hs, _ := hex.DecodeString("00000024" + "00000000" + "000007d0" + "0000000000000abc" + "00000010" + strings.Repeat("00", 16))
-	reply := func(xid string) []byte {
-		b, _ := hex.DecodeString("00000014" + xid + "0000000000000001" + "00000000" + "cafebabe")
+	reply := func(xid, zxid string) []byte {
+		b, _ := hex.DecodeString("00000014" + xid + zxid + "00000000" + "cafebabe")
 		return b
 	}
-	stream := append(append(append(hs, reply("00000005")...), reply("fffffffe")...), reply("fffffffe")...)
+	stream := append([]byte(nil), hs...)
+	for _, r := range [][]byte{
+		reply("00000005", "0000000100000007"),
+		reply("fffffffe", "0000000100000009"), // ping: no zxid taken
+		reply("ffffffff", "ffffffffffffffff"), // notification
+		reply("00000006", "0000000000000000"), // zxid 0: keep the last
+		reply("fffffffe", "0000000100000009"),
+	} {
+		stream = append(stream, r...)
+	}
+	orig := append([]byte(nil), stream...)
 	// Feed it one byte at a time: the worst split.
 	for i := range stream {
 		if i == len(hs) {
@@ -139,4 +153,63 @@ func TestSnifferTracksAnsweredPings(t *testing.T) {
 	if len(c.pending) != 0 {
 		t.Fatalf("pending %v", c.pending)
 	}
+	if got := info.lastZxid.Load(); got != 0x100000007 {
+		t.Fatalf("lastZxid %#x, want 0x100000007", got)
+	}
+	// Only the zxid fields changed, and all of them read 0.
+	if !bytes.Equal(stream[:len(hs)], orig[:len(hs)]) {
+		t.Fatal("handshake bytes changed")
+	}
+	for f, off := 0, len(hs); off < len(stream); f, off = f+1, off+24 {
+		want := append(append(append([]byte(nil), orig[off:off+8]...), make([]byte, 8)...), orig[off+16:off+24]...)
+		if !bytes.Equal(stream[off:off+24], want) {
+			t.Fatalf("frame %d: got %x, want %x", f, stream[off:off+24], want)
+		}
+	}
 }
+
+// The ConnectRequest and SetWatches requests leave with the wrapper's
+// lastZxid in place of go-zookeeper/zk's; everything else is untouched, and
+// go-zookeeper/zk's buffer is not written to.
+func TestSnifferWritesItsZxid(t *testing.T) {
+	var got bytes.Buffer
+	info := &connInfo{}
+	info.lastZxid.Store(0x1122334455667788)
+	c := &sniffConn{Conn: writerConn{&got}, info: info}
+	connect, _ := hex.DecodeString("0000002c" + "00000000" + "0000000000000000" + "00000fa0" + "0000000000000abc" + "00000010" + strings.Repeat("ab", 16))
+	keep := append([]byte(nil), connect...)
+	if n, err := c.Write(connect); n != len(connect) || err != nil {
+		t.Fatalf("write: %d %v", n, err)
+	}
+	if !bytes.Equal(connect, keep) {
+		t.Fatal("caller's buffer modified")
+	}
+	want := append(append(append([]byte(nil), keep[:8]...), 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88), keep[16:]...)
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Fatalf("ConnectRequest sent as %x, want %x", got.Bytes(), want)
+	}
+	c.handshook = true
+	got.Reset()
+	setWatches, _ := hex.DecodeString("00000022" + "fffffff8" + "00000065" + "0000000000000000" + "00000000" + "00000001" + "00000002" + "2f61" + "00000000")
+	c.Write(setWatches)
+	if b := got.Bytes(); !bytes.Equal(b[12:20], want[8:16]) || !bytes.Equal(b[:12], setWatches[:12]) || !bytes.Equal(b[20:], setWatches[20:]) {
+		t.Fatalf("SetWatches sent as %x", b)
+	}
+	got.Reset()
+	getData, _ := hex.DecodeString("0000000f" + "00000007" + "00000004" + "00000002" + "2f61" + "01")
+	c.Write(getData)
+	if !bytes.Equal(got.Bytes(), getData) {
+		t.Fatalf("GetData changed: %x", got.Bytes())
+	}
+}
+
+type writerConn struct{ w *bytes.Buffer }
+
+func (c writerConn) Write(p []byte) (int, error)    { return c.w.Write(p) }
+func (writerConn) Read([]byte) (int, error)         { return 0, io.EOF }
+func (writerConn) Close() error                     { return nil }
+func (writerConn) LocalAddr() net.Addr              { return nil }
+func (writerConn) RemoteAddr() net.Addr             { return nil }
+func (writerConn) SetDeadline(time.Time) error      { return nil }
+func (writerConn) SetReadDeadline(time.Time) error  { return nil }
+func (writerConn) SetWriteDeadline(time.Time) error { return nil }
