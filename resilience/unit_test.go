@@ -213,3 +213,36 @@ func (writerConn) RemoteAddr() net.Addr             { return nil }
 func (writerConn) SetDeadline(time.Time) error      { return nil }
 func (writerConn) SetReadDeadline(time.Time) error  { return nil }
 func (writerConn) SetWriteDeadline(time.Time) error { return nil }
+
+// However the reads split the stream, the same bytes come out, every reply
+// header's zxid blanked, and the same zxid is kept.
+func TestSnifferSplitsAlike(t *testing.T) {
+	hs, _ := hex.DecodeString("00000024" + "00000000" + "000007d0" + "0000000000000abc" + "00000010" + strings.Repeat("00", 16))
+	// Each reply as length+xid, zxid, err+body.
+	replies := [][3]string{
+		{"00000014" + "00000001", "0000000200000003", "00000000" + "01020304"},
+		{"00000010" + "fffffffe", "0000000200000004", "00000000"},
+		{"0000001f" + "ffffffff", "ffffffffffffffff", "00000000" + "00000003" + "00000003" + "00000003" + "2f6161"},
+		{"00000010" + "00000002", "0000000200000005", "ffffff9b"},
+	}
+	var in, blanked string
+	for _, r := range replies {
+		in += r[0] + r[1] + r[2]
+		blanked += r[0] + strings.Repeat("0", 16) + r[2]
+	}
+	frames, _ := hex.DecodeString(in)
+	want, _ := hex.DecodeString(blanked)
+	for _, chunk := range []int{1, 2, 5, 13, 1 << 10} {
+		c := &sniffConn{info: &connInfo{}}
+		stream := append(append([]byte(nil), hs...), frames...)
+		for i := 0; i < len(stream); i += chunk {
+			c.absorb(stream[i:min(i+chunk, len(stream))])
+		}
+		if !bytes.Equal(stream[len(hs):], want) {
+			t.Fatalf("chunks of %d: replies passed on as %x, want %x", chunk, stream[len(hs):], want)
+		}
+		if z := c.info.lastZxid.Load(); z != 0x200000005 {
+			t.Fatalf("chunks of %d: lastZxid %#x, want 0x200000005", chunk, z)
+		}
+	}
+}
