@@ -184,7 +184,8 @@ func (c *Cache) Instances() []Instance {
 }
 
 // Events returns the channel of changes. Events queue up for a slow reader;
-// the channel is closed by Close.
+// the channel is closed by Close. By the time an event is received,
+// Instances already reflects it (or a later state).
 func (c *Cache) Events() <-chan Event { return c.feed.C() }
 
 // Close stops following the service and closes the Events channel.
@@ -194,7 +195,9 @@ func (c *Cache) Close() {
 	c.wg.Wait()
 }
 
-// translate turns the tree's node events into instance events.
+// translate turns the tree's node events into instance events. Each
+// change is published to Instances before its events are queued, so a
+// reader that has received an event finds it reflected in Instances.
 func (c *Cache) translate() {
 	defer c.wg.Done()
 	for e := range c.tree.Events() {
@@ -205,38 +208,49 @@ func (c *Cache) translate() {
 		if path.Dir(e.Node.Path) != c.parent {
 			continue // the service node itself
 		}
-		n := path.Base(e.Node.Path)
-		old, known := c.nodes[n]
-		switch e.Type {
-		case recipes.NodeAdded, recipes.NodeUpdated:
-			in, err := Decode(e.Node.Data)
-			switch {
-			case err != nil:
-				if known {
-					delete(c.nodes, n)
-					c.feed.Push(Event{Type: Removed, Node: n, Instance: old})
-				}
-				c.bad[n] = true
-				c.r.tel.malformed.Add(context.Background(), 1)
-				c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", e.Node.Path, "error", err)
-				c.feed.Push(Event{Type: Malformed, Node: n, Err: err})
-			case !known:
-				delete(c.bad, n)
-				c.nodes[n] = in
-				c.feed.Push(Event{Type: Added, Node: n, Instance: in})
-			default:
-				c.nodes[n] = in
-				c.feed.Push(Event{Type: Updated, Node: n, Instance: in})
-			}
-		case recipes.NodeRemoved:
-			delete(c.bad, n)
+		evs := c.digest(e)
+		c.publish()
+		for _, ev := range evs {
+			c.feed.Push(ev)
+		}
+	}
+}
+
+// digest applies one tree event to c.nodes and returns what it means for
+// the service's instances.
+func (c *Cache) digest(e recipes.TreeEvent) []Event {
+	n := path.Base(e.Node.Path)
+	old, known := c.nodes[n]
+	switch e.Type {
+	case recipes.NodeAdded, recipes.NodeUpdated:
+		in, err := Decode(e.Node.Data)
+		switch {
+		case err != nil:
+			var evs []Event
 			if known {
 				delete(c.nodes, n)
-				c.feed.Push(Event{Type: Removed, Node: n, Instance: old})
+				evs = append(evs, Event{Type: Removed, Node: n, Instance: old})
 			}
+			c.bad[n] = true
+			c.r.tel.malformed.Add(context.Background(), 1)
+			c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", e.Node.Path, "error", err)
+			return append(evs, Event{Type: Malformed, Node: n, Err: err})
+		case !known:
+			delete(c.bad, n)
+			c.nodes[n] = in
+			return []Event{{Type: Added, Node: n, Instance: in}}
+		default:
+			c.nodes[n] = in
+			return []Event{{Type: Updated, Node: n, Instance: in}}
 		}
-		c.publish()
+	case recipes.NodeRemoved:
+		delete(c.bad, n)
+		if known {
+			delete(c.nodes, n)
+			return []Event{{Type: Removed, Node: n, Instance: old}}
+		}
 	}
+	return nil
 }
 
 func (c *Cache) publish() {

@@ -167,6 +167,15 @@ func TestCacheConvergesAfterPartition(t *testing.T) {
 				case Removed:
 					delete(view, e.Node)
 				}
+				// An event is in Instances by the time it is received (no
+				// instance here is removed and then added again).
+				have := false
+				for _, in := range cache.Instances() {
+					have = have || in.ID == e.Instance.ID
+				}
+				if have != (e.Type != Removed) {
+					t.Errorf("%v event for %s received before Instances showed it", e.Type, e.Node)
+				}
 			}
 			drain := func(until func() bool) {
 				deadline := time.After(20 * time.Second)
