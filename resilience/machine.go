@@ -206,8 +206,9 @@ func (s *Session) shutdown() {
 	s.retire(s.gen)
 }
 
-// transition publishes a new state to waiting operations, listeners,
-// subscribers, telemetry and the log, in that order.
+// transition publishes a new state to telemetry, waiting operations,
+// listeners, subscribers and the log, in that order: whoever reacts to a
+// transition finds it already counted and its suspension span ended.
 func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server string, at time.Time) {
 	cur := s.snap.Load()
 	if server == "" {
@@ -222,6 +223,7 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	if tr.Timeout == 0 {
 		tr.Timeout = s.cfg.sessionTimeout
 	}
+	s.tel.observe(tr)
 	sid := newSID
 	if to == Suspended {
 		sid = cur.sid
@@ -244,7 +246,6 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	}
 	close(next.published)
 
-	s.tel.observe(tr)
 	level := slogLevel(to)
 	s.log.Log(context.Background(), level, "zookeeper session "+to.String(),
 		"from", tr.From.String(), "cause", cause.String(),
