@@ -61,6 +61,9 @@ type Registry struct {
 	regs    map[*Registration]struct{}
 	rebuild func()
 	rebuilt chan struct{} // closed (and replaced) when a rebuild step ends
+	// rebuiltFor is the session whose rebuild step last ended with every
+	// registration written. It is set before rebuilt is closed.
+	rebuiltFor int64
 }
 
 // New returns a registry under base (for example "/services"). It
@@ -299,15 +302,29 @@ func (g *Registration) guard() {
 	defer g.wg.Done()
 	s := g.r.s
 	for g.ctx.Err() == nil {
-		g.mu.Lock()
-		ours := g.sid == s.SessionID()
-		g.mu.Unlock()
-		if !ours {
+		// Read the rebuild's progress before our own session: a rebuild
+		// marks us before it closes its channel, so a stale mark seen after
+		// taking the channel means that close is still to come.
+		g.r.mu.Lock()
+		next, rebuiltFor := g.r.rebuilt, g.r.rebuiltFor
+		g.r.mu.Unlock()
+		sid := s.SessionID()
+		if !g.sidIs(sid) {
+			if sid != 0 && rebuiltFor == sid {
+				// The rebuild for this session ran before Register had
+				// listed us (our node was created on the session before):
+				// create it here.
+				if err := g.write(g.ctx, true); err != nil {
+					select {
+					case <-g.ctx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				continue
+			}
 			// The node went with an older session: the registry's rebuild
 			// step re-creates it. Wait for that instead of racing it.
-			g.r.mu.Lock()
-			next := g.r.rebuilt
-			g.r.mu.Unlock()
 			select {
 			case <-next:
 			case <-g.ctx.Done():
@@ -329,12 +346,8 @@ func (g *Registration) guard() {
 			continue
 		}
 		if !ok && g.sidIs(s.SessionID()) {
-			// Deleted by someone else while our session lives: restore it.
-			g.mu.Lock()
-			if g.inst.ServiceType == DynamicSequential {
-				g.nodePath = "" // a new sequential node, with a new name
-			}
-			g.mu.Unlock()
+			// Deleted by someone else while our session lives: restore it
+			// (a sequential instance gets a new node, with a new name).
 			if err := g.write(g.ctx, true); err == nil {
 				g.r.tel.restored.Add(context.Background(), 1)
 				s.Logger().Info("registry: restored a deleted registration", "path", g.Path())
@@ -384,9 +397,13 @@ func (g *Registration) Unregister(ctx context.Context) error {
 
 // reregister is the rebuild step: after a new session, re-create every
 // ephemeral registration with its latest data, many at once.
-func (r *Registry) reregister(ctx context.Context) error {
+func (r *Registry) reregister(ctx context.Context) (err error) {
+	sid := r.s.SessionID()
 	defer func() {
 		r.mu.Lock()
+		if err == nil && ctx.Err() == nil {
+			r.rebuiltFor = sid
+		}
 		close(r.rebuilt)
 		r.rebuilt = make(chan struct{})
 		r.mu.Unlock()
@@ -414,11 +431,6 @@ func (r *Registry) reregister(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			g.mu.Lock()
-			if g.inst.ServiceType == DynamicSequential {
-				g.nodePath = ""
-			}
-			g.mu.Unlock()
 			if err := g.write(ctx, true); err != nil && !errors.Is(err, ErrUnregistered) {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", g.Path(), err))

@@ -122,9 +122,13 @@ func TestRegisterSurvivesExpiryWithLatestUpdate(t *testing.T) {
 	if err := ens.ExpireSession(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	for rep := range rebuilt {
-		if rep.SessionID != old && rep.Err == nil && rep.Round >= 1 && s.SessionID() == rep.SessionID {
-			break // the registry's rebuild step ran on the new session
+	for done := false; !done; {
+		select {
+		case rep := <-rebuilt:
+			// Done once the registry's rebuild step ran on the new session.
+			done = rep.SessionID != old && rep.Err == nil && rep.Round >= 1 && s.SessionID() == rep.SessionID
+		case <-time.After(timeout + 10*time.Second):
+			t.Fatal("no rebuild on a new session")
 		}
 	}
 	waitInstances(t, other, "api", map[string]int{}, time.Second)
