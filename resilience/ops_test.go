@@ -70,8 +70,11 @@ func TestProtectedCreateReplyLost(t *testing.T) {
 	if !strings.HasPrefix(names[0], ProtectedPrefix) || !strings.Contains(names[0], "-lock-") {
 		t.Fatalf("name %q is not in the protected format", names[0])
 	}
-	if len(rec.all()) < 2 || rec.all()[0].To != Suspended {
-		t.Fatalf("the connection did not drop: %v", rec.all())
+	// The create can finish before the machine has told listeners about
+	// the reconnect: wait for it.
+	rec.waitFor(t, 10*time.Second, "Reconnected", to(Reconnected))
+	if all := rec.all(); all[0].To != Suspended {
+		t.Fatalf("the connection did not drop: %v", all)
 	}
 }
 

@@ -100,20 +100,24 @@ func (s *Session) rebuild(ctx context.Context, sid int64) {
 		failed, err := s.rebuildRound(ctx, pending)
 		rep := RebuildReport{SessionID: sid, Round: round, Steps: len(pending), Err: err, Duration: time.Since(start)}
 		s.tel.rebuilt(ctx, rep, len(failed))
-		if s.cfg.rebuildReport != nil {
-			s.cfg.rebuildReport(rep)
-		}
+		// The span and log come before the report, so that whoever acts on
+		// the report finds them complete.
 		if err == nil {
 			span.SetAttributes(attribute.Int("zkrecipes.rebuild.rounds", round))
+			span.End()
 			s.log.Info("zookeeper: rebuilt on new session", "session", sessionHex(sid), "steps", rep.Steps, "round", round, "duration", rep.Duration)
+			s.report(rep)
 			return
 		}
 		span.RecordError(err)
 		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session", sessionHex(sid), "failed", len(failed), "round", round, "error", err)
 		if ctx.Err() != nil {
 			span.SetStatus(codes.Error, "session ended before rebuild finished")
+			span.End()
+			s.report(rep)
 			return
 		}
+		s.report(rep)
 		if b.wait(ctx, s.closing) != nil {
 			span.SetStatus(codes.Error, "session ended before rebuild finished")
 			return
@@ -175,3 +179,10 @@ func (e *StepError) Error() string { return "rebuild step " + e.Step + ": " + e.
 
 // Unwrap returns the step's error.
 func (e *StepError) Unwrap() error { return e.Err }
+
+// report hands a round's report to the WithRebuildReport hook, if any.
+func (s *Session) report(rep RebuildReport) {
+	if s.cfg.rebuildReport != nil {
+		s.cfg.rebuildReport(rep)
+	}
+}

@@ -115,7 +115,9 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 	}
 	s.inbox.signal = make(chan struct{}, 1)
 	s.nodeInbox.signal = make(chan struct{}, 1)
-	s.snap.Store(&snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})})
+	first := &snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})}
+	close(first.published) // nothing to tell listeners about
+	s.snap.Store(first)
 	if err := s.dial(); err != nil {
 		return nil, fmt.Errorf("resilience: connect: %w", err)
 	}
@@ -191,12 +193,20 @@ func (s *Session) MeterProvider() metric.MeterProvider { return s.cfg.meterProvi
 
 // WaitState blocks until the session is in one of the given states, or ctx
 // ends, or the session closes (ErrClosed, unless Closed is among states).
+// It returns once every listener has seen the transition to that state, so
+// leases, terms and caches have already reacted to it. Do not call it from
+// a listener.
 func (s *Session) WaitState(ctx context.Context, states ...State) error {
 	for {
 		sn := s.snap.Load()
 		for _, st := range states {
 			if sn.state == st {
-				return nil
+				select {
+				case <-sn.published:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 		}
 		if sn.state == Closed {
