@@ -240,14 +240,15 @@ func TestSharedCount(t *testing.T) {
 		t.Fatalf("stale TrySet succeeded: %v %v", ok, err)
 	}
 	deadline := time.After(10 * time.Second)
-	for v := range changes {
-		if v.Value == 8 {
-			break
-		}
+	for seen := false; !seen; {
 		select {
+		case v, ok := <-changes:
+			if !ok {
+				t.Fatal("Watch ended before the change was seen")
+			}
+			seen = v.Value == 8
 		case <-deadline:
 			t.Fatal("change not seen")
-		default:
 		}
 	}
 	// Concurrent adds from several sessions all count.
