@@ -118,7 +118,13 @@ type Registration struct {
 	gen      uint64 // bumped by every Update
 	nodePath string // where the node is (sequential ids get a suffix)
 	sid      int64  // the session the node was last created on
-	done     bool
+	done     bool   // Unregister was called: no more writes
+	gone     bool   // Unregister removed the node
+
+	// writing is held by one write (or Unregister) at a time, so that an
+	// Update, a restore and a re-registration never create two nodes, and
+	// Unregister deletes the node a write in flight has just made.
+	writing chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -141,7 +147,7 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	}
 	ctx, span := r.tel.start(ctx, "zkrecipes.registry.register", inst)
 	defer span.End()
-	reg := &Registration{r: r, inst: inst, data: data}
+	reg := &Registration{r: r, inst: inst, data: data, writing: make(chan struct{}, 1)}
 	reg.ctx, reg.cancel = context.WithCancel(context.Background())
 	if err := reg.write(ctx, true); err != nil {
 		reg.cancel()
@@ -206,7 +212,18 @@ func (g *Registration) Update(ctx context.Context, inst Instance) error {
 // set it, falling back to the other when the node is missing or already
 // there, and go again if an Update came in meanwhile.
 func (g *Registration) write(ctx context.Context, createFirst bool) error {
+	if err := g.lockWrites(ctx); err != nil {
+		return err
+	}
+	defer g.unlockWrites()
 	s := g.r.s
+	if g.sidIs(s.SessionID()) && g.Path() != "" {
+		// An earlier write already made the node on this session (an
+		// Update that beat the re-registration, say): set it, and create
+		// only if it is gone, or a sequential instance would get a second
+		// node.
+		createFirst = false
+	}
 	for {
 		g.mu.Lock()
 		inst, data, gen, p, done := g.inst, g.data, g.gen, g.nodePath, g.done
@@ -373,23 +390,44 @@ func (g *Registration) stop() {
 	g.wg.Wait()
 }
 
+func (g *Registration) lockWrites(ctx context.Context) error {
+	select {
+	case g.writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Registration) unlockWrites() { <-g.writing }
+
 // Unregister removes the instance and stops keeping it registered. It is
-// not restored or re-registered afterwards.
+// not restored or re-registered afterwards. If removing the node fails (ctx
+// ended, say), calling Unregister again retries it; once the node is gone it
+// returns ErrUnregistered.
 func (g *Registration) Unregister(ctx context.Context) error {
 	g.mu.Lock()
-	if g.done {
+	if g.gone {
 		g.mu.Unlock()
 		return ErrUnregistered
 	}
 	g.done = true
-	p := g.nodePath
 	g.mu.Unlock()
 	g.stop()
 	g.r.mu.Lock()
 	delete(g.r.regs, g)
 	g.r.mu.Unlock()
-	err := g.r.s.Delete(ctx, p, -1)
-	if errors.Is(err, zk.ErrNoNode) {
+	// Wait for a write in flight (a re-registration, say) so that the node
+	// it is creating is the one deleted.
+	if err := g.lockWrites(ctx); err != nil {
+		return err
+	}
+	defer g.unlockWrites()
+	err := g.r.s.Delete(ctx, g.Path(), -1)
+	if err == nil || errors.Is(err, zk.ErrNoNode) {
+		g.mu.Lock()
+		g.gone = true
+		g.mu.Unlock()
 		return nil
 	}
 	return err

@@ -494,3 +494,95 @@ func TestServiceTypes(t *testing.T) {
 	waitInstances(t, other, "svc", map[string]int{"static-1": 1}, 10*time.Second)
 	_ = other.s.Delete(ctx, st.Path(), -1)
 }
+
+// An Update racing the re-registration after an expiry, and an Unregister
+// racing it, never leave a second node or a stray one behind.
+func TestWritesAfterExpiryMakeOneNode(t *testing.T) {
+	needZK(t)
+	restore(t)
+	base := basePath()
+	ctx := ctxT(t, time.Minute)
+	s := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(2*time.Second))
+	r, _ := New(s, base)
+	defer r.Close()
+	obs := connect(t, ens.Addrs())
+	nodes := func() []string {
+		names, _, err := obs.Children(ctx, path.Join(base, "svc"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	for round := 0; round < 3; round++ {
+		seq, err := r.Register(ctx, Instance{Name: "svc", ID: "seq", Address: "b", Port: Int(1), ServiceType: DynamicSequential})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dyn, err := r.Register(ctx, instance("svc", "dyn", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ens.ExpireSession(ctx, s.SessionID()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitState(ctx, resilience.Lost); err != nil {
+			t.Fatal(err)
+		}
+		// Both calls wait for the new session, then race its rebuild.
+		errs := make(chan error, 2)
+		go func() {
+			errs <- seq.Update(ctx, Instance{Name: "svc", ID: "seq", Address: "b", Port: Int(2), ServiceType: DynamicSequential})
+		}()
+		go func() { errs <- dyn.Unregister(ctx) }()
+		for i := 0; i < 2; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		other, _ := New(obs, base)
+		waitInstances(t, other, "svc", map[string]int{"seq": 2}, 10*time.Second)
+		if got := nodes(); len(got) != 1 {
+			t.Fatalf("round %d: nodes %v, want one for the sequential instance", round, got)
+		}
+		if err := seq.Unregister(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := seq.Unregister(ctx); !errors.Is(err, ErrUnregistered) {
+			t.Fatalf("second Unregister: %v", err)
+		}
+		if got := nodes(); len(got) != 0 {
+			t.Fatalf("round %d: nodes %v left after Unregister", round, got)
+		}
+	}
+}
+
+// An Unregister whose context ends before the node is removed can be
+// called again.
+func TestUnregisterCanBeRetried(t *testing.T) {
+	needZK(t)
+	ctx := ctxT(t, 30*time.Second)
+	s := connect(t, ens.Addrs())
+	r, _ := New(s, basePath())
+	defer r.Close()
+	reg, err := r.Register(ctx, instance("svc", "i", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := reg.Unregister(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Unregister with an ended context: %v", err)
+	}
+	if err := reg.Update(ctx, instance("svc", "i", 2)); !errors.Is(err, ErrUnregistered) {
+		t.Errorf("Update after Unregister: %v", err)
+	}
+	if err := reg.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := s.Exists(ctx, reg.Path()); err != nil || ok {
+		t.Fatalf("node still there (%v)", err)
+	}
+	if err := reg.Unregister(ctx); !errors.Is(err, ErrUnregistered) {
+		t.Fatalf("third Unregister: %v", err)
+	}
+}
