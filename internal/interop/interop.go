@@ -322,15 +322,19 @@ func (d *Driver) WaitEvent(ctx context.Context, match func(Event) bool) (Event, 
 
 // Do sends one command and waits for its reply, returning the reply's
 // payload. An "err" reply is returned as a *CommandError (matching
-// ErrTimeout for "err timeout"). If ctx ends first, Do returns its error
-// and the reply, whenever it comes, is discarded; the command itself still
-// runs to completion in the driver. Arguments must be non-empty and free of
+// ErrTimeout for "err timeout"). If ctx has ended, Do sends nothing and
+// returns its error; if it ends while waiting, Do returns its error and the
+// reply, whenever it comes, is discarded (the command itself still runs to
+// completion in the driver). Arguments must be non-empty and free of
 // white space; encode JSON with B64.
 func (d *Driver) Do(ctx context.Context, cmd string, args ...string) (string, error) {
 	for _, a := range append([]string{cmd}, args...) {
 		if a == "" || strings.IndexFunc(a, unicode.IsSpace) >= 0 {
 			return "", fmt.Errorf("interop: %s %s: argument %q is empty or contains white space", d.name, cmd, a)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("interop: %s %s: %w", d.name, cmd, err)
 	}
 	id := d.nextID.Add(1)
 	ch := make(chan reply, 1)

@@ -169,7 +169,7 @@ func TestProtocol(t *testing.T) {
 			if _, err := d.MutexRelease(ctx, "b", lock); err == nil {
 				t.Error("b released a lock it does not hold")
 			}
-			// A Do whose context ends returns at once; the command goes on.
+			// A Do whose context has ended returns at once.
 			cctx, cancel := context.WithCancel(ctx)
 			cancel()
 			if _, err := d.Do(cctx, "ping"); !errors.Is(err, context.Canceled) {
