@@ -507,6 +507,11 @@ func TestWritesAfterExpiryMakeOneNode(t *testing.T) {
 	defer r.Close()
 	obs := connect(t, ens.Addrs())
 	nodes := func() []string {
+		// obs may be on another server than s: catch up with the leader
+		// before reading.
+		if err := obs.Sync(ctx, path.Join(base, "svc")); err != nil {
+			t.Fatal(err)
+		}
 		names, _, err := obs.Children(ctx, path.Join(base, "svc"))
 		if err != nil {
 			t.Fatal(err)
