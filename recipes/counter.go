@@ -65,7 +65,10 @@ func DecodeCount(data []byte) (int32, error) {
 	return 0, fmt.Errorf("%w: %d bytes", ErrMalformedCount, len(data))
 }
 
-// Get reads the current value.
+// Get reads the current value as the connected server sees it. That server
+// may not have applied another client's latest write yet (ZooKeeper reads
+// are sequentially consistent, not linearizable); call the session's Sync
+// on the counter's path first when the read must follow such a write.
 func (c *SharedCount) Get(ctx context.Context) (Count, error) {
 	data, st, err := c.s.Get(ctx, c.path)
 	if err != nil {

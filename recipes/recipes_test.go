@@ -254,7 +254,10 @@ func TestSharedCount(t *testing.T) {
 	// Concurrent adds from several sessions all count.
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
-		other, _ := recipes.NewSharedCount(ctx, connect(t, ens.Addrs()), p, 0)
+		other, err := recipes.NewSharedCount(ctx, connect(t, ens.Addrs()), p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -266,6 +269,11 @@ func TestSharedCount(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// s may sit on a server that has not applied the last add yet: reads
+	// are not linearizable across servers, so sync before reading.
+	if err := s.Sync(ctx, p); err != nil {
+		t.Fatal(err)
+	}
 	if v, _ := c.Get(ctx); v.Value != 48 {
 		t.Fatalf("after 40 adds: %d, want 48", v.Value)
 	}
