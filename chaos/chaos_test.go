@@ -309,7 +309,11 @@ func TestChaos(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	// The cache converges on the truth.
+	// The cache converges on the truth, read once the observer's server has
+	// applied every registration's latest write.
+	if err := obsS.Sync(context.Background(), su.base+"/services"); err != nil {
+		t.Fatal(err)
+	}
 	truth, err := observer.Instances(context.Background(), "api")
 	if err != nil {
 		t.Fatal(err)

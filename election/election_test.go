@@ -72,6 +72,10 @@ func TestCampaignResignAndFailover(t *testing.T) {
 	if id, err := es[2].Leader(ctx); err != nil || id != "node-0" {
 		t.Fatalf("Leader() = %q, %v", id, err)
 	}
+	// sessions[1] may not have applied sessions[2]'s create yet.
+	if err := sessions[1].Sync(ctx, p); err != nil {
+		t.Fatal(err)
+	}
 	ps, err := es[1].Participants(ctx)
 	if err != nil || len(ps) != 3 || !ps[0].Leader || ps[0].ID != "node-0" || ps[1].Leader {
 		t.Fatalf("Participants() = %+v, %v", ps, err)

@@ -54,7 +54,10 @@ func TestInteropWithCuratorDiscovery(t *testing.T) {
 	}
 	sameFields(t, "Go instance read by Curator", byID["go-1"], mine)
 
-	// Go's view of both.
+	// Go's view of both, once Go's server has applied Curator's write.
+	if err := r.s.Sync(ctx, r.base); err != nil {
+		t.Fatal(err)
+	}
 	ins, err := r.Instances(ctx, "echo")
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,9 @@ func TestProtectedCreateReplyLost(t *testing.T) {
 	if r.path != node {
 		t.Fatalf("got path %s, node is %s", r.path, node)
 	}
+	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+		t.Fatal(err)
+	}
 	names, _, err := obs.Children(ctxT(t, 5*time.Second), base)
 	if err != nil || len(names) != 1 {
 		t.Fatalf("children %v (%v), want exactly one", names, err)
@@ -104,6 +107,9 @@ func TestEphemeralCreateDuringOutageEndingInExpiry(t *testing.T) {
 	rec.waitFor(t, 30*time.Second, "new session", func(tr Transition) bool { return tr.To == Connected && tr.SessionID != oldID })
 	if err := <-errc; !errors.Is(err, ErrSessionLost) {
 		t.Fatalf("create during the outage: %v, want ErrSessionLost", err)
+	}
+	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+		t.Fatal(err)
 	}
 	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/eph"); err != nil || ok {
 		t.Fatalf("ephemeral landed on the new session (exists=%v, err=%v)", ok, err)
@@ -149,6 +155,9 @@ func TestQueuedEphemeralCreateDoesNotLandOnNewSession(t *testing.T) {
 	rec.waitFor(t, 30*time.Second, "new session", func(tr Transition) bool { return tr.To == Connected && tr.SessionID != before.sid })
 	if err := <-errc; !errors.Is(err, ErrSessionLost) {
 		t.Fatalf("queued create: %v, want ErrSessionLost (the request must reach the new session for this test)", err)
+	}
+	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+		t.Fatal(err)
 	}
 	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/queued"); err != nil || ok {
 		t.Fatalf("queued ephemeral left on the new session (exists=%v, err=%v)", ok, err)
@@ -260,6 +269,9 @@ func TestVerifyAfterConnectionLoss(t *testing.T) {
 		_, err := s.Multi(ctx, &zk.CreateRequest{Path: q, Data: []byte("x")}, &zk.SetDataRequest{Path: base, Data: []byte("y"), Version: 0})
 		return err
 	}, func() bool { ok, _, _ := obs.Exists(context.Background(), q); return ok })
+	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+		t.Fatal(err)
+	}
 	if d, st, err := obs.Get(ctxT(t, 5*time.Second), base); err != nil || string(d) != "y" || st.Version != 1 {
 		t.Fatalf("multi applied twice or not at all: %q v%d %v", d, st.Version, err)
 	}

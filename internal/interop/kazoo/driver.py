@@ -183,6 +183,9 @@ def cmd_mutex_release(a):
 def cmd_counter_get(a):
     need("counter.get", a, 2, "<client> <path>")
     c = client(a[0])
+    # Catch this client's server up first: the value may have just been
+    # written through another server.
+    c.zk.sync(a[1])
     return str(Counter(c.zk, a[1], support_curator=True).value)
 
 
