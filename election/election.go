@@ -215,7 +215,10 @@ type Participant struct {
 
 // Participants returns the candidates in line order (the first leads, once
 // it has confirmed its node). Nodes that are not LeaderLatch candidates are
-// ignored.
+// ignored. Like every ZooKeeper read, it sees the session's server, which
+// may not have applied another client's latest write yet; call the
+// session's Sync on the election's path first when the read must follow
+// such a write.
 func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 	names, _, err := e.s.Children(ctx, e.path)
 	if errors.Is(err, zk.ErrNoNode) {
@@ -242,6 +245,7 @@ func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 }
 
 // Leader returns the id of the participant first in line, or ErrNoLeader.
+// It reads as Participants does, from the session's server.
 func (e *Election) Leader(ctx context.Context) (string, error) {
 	for {
 		names, _, err := e.s.Children(ctx, e.path)

@@ -26,7 +26,10 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 }
 
 // Instances reads the instances of service once. Nodes whose data is not an
-// instance are skipped (and logged).
+// instance are skipped (and logged). Like every ZooKeeper read, it sees the
+// session's server, which may not have applied another client's latest
+// write yet; call the session's Sync on the registry's base path first when
+// the read must follow such a write. A Cache follows changes instead.
 func (r *Registry) Instances(ctx context.Context, service string) ([]Instance, error) {
 	p, err := r.checkService(service)
 	if err != nil {
