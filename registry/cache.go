@@ -15,7 +15,8 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// Services returns the names of the services under the registry's base.
+// Services returns the names of the services under the registry's base. It
+// reads the session's server, as Instances does.
 func (r *Registry) Services(ctx context.Context) ([]string, error) {
 	names, _, err := r.s.Children(ctx, r.base)
 	if errors.Is(err, zk.ErrNoNode) {
