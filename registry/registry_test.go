@@ -122,12 +122,13 @@ func TestRegisterSurvivesExpiryWithLatestUpdate(t *testing.T) {
 	if err := ens.ExpireSession(ctx, old); err != nil {
 		t.Fatal(err)
 	}
+	deadline := time.After(timeout + 10*time.Second)
 	for done := false; !done; {
 		select {
 		case rep := <-rebuilt:
 			// Done once the registry's rebuild step ran on the new session.
 			done = rep.SessionID != old && rep.Err == nil && rep.Round >= 1 && s.SessionID() == rep.SessionID
-		case <-time.After(timeout + 10*time.Second):
+		case <-deadline:
 			t.Fatal("no rebuild on a new session")
 		}
 	}
@@ -173,6 +174,10 @@ func TestCacheConvergesAfterPartition(t *testing.T) {
 				}
 				// An event is in Instances by the time it is received (no
 				// instance here is removed and then added again).
+				if e.Type == Malformed {
+					t.Errorf("malformed node %s: %v", e.Node, e.Err)
+					return
+				}
 				have := false
 				for _, in := range cache.Instances() {
 					have = have || in.ID == e.Instance.ID
@@ -503,9 +508,17 @@ func TestWritesAfterExpiryMakeOneNode(t *testing.T) {
 	base := basePath()
 	ctx := ctxT(t, time.Minute)
 	s := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(2*time.Second))
-	r, _ := New(s, base)
+	r, err := New(s, base)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	obs := connect(t, ens.Addrs())
+	other, err := New(obs, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
 	nodes := func() []string {
 		// obs may be on another server than s: catch up with the leader
 		// before reading.
@@ -544,7 +557,6 @@ func TestWritesAfterExpiryMakeOneNode(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		other, _ := New(obs, base)
 		waitInstances(t, other, "svc", map[string]int{"seq": 2}, 10*time.Second)
 		if got := nodes(); len(got) != 1 {
 			t.Fatalf("round %d: nodes %v, want one for the sequential instance", round, got)
