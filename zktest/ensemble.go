@@ -24,6 +24,7 @@ type Ensemble struct {
 	ownsDir bool
 	servers []*Server
 	sink    *lockedWriter // the WithLogWriter destination, if any
+	linkSet
 
 	closed    atomic.Bool
 	closing   chan struct{}
@@ -418,8 +419,8 @@ func (e *Ensemble) WaitServing(ctx context.Context) error {
 
 // ExpireSession makes the ensemble expire a client session now, without
 // waiting for its timeout. The session must have been established through
-// one of the ensemble's proxies, which recorded its password. The session
-// is resumed on a direct connection to a running server and closed there,
+// one of the ensemble's proxies or Links, which recorded its password. The
+// session is resumed on a direct connection to a running server and closed there,
 // which deletes its ephemeral nodes; then the proxied connections that
 // carried it are dropped, so the client reconnects at once and is told that
 // its session has expired. Expiring a session that is already gone is not
@@ -435,8 +436,15 @@ func (e *Ensemble) ExpireSession(ctx context.Context, sessionID int64) error {
 			break
 		}
 	}
+	links := e.linkList()
+	for _, l := range links {
+		if found {
+			break
+		}
+		passwd, found = l.sessionPassword(sessionID)
+	}
 	if !found {
-		return fmt.Errorf("zktest: cannot expire session 0x%x: no proxy saw it established (connect clients to Ensemble.ConnectString or Server.Addr)", sessionID)
+		return fmt.Errorf("zktest: cannot expire session 0x%x: no proxy saw it established (connect clients to Ensemble.ConnectString, Server.Addr or a Link)", sessionID)
 	}
 	var errs []error
 	for _, s := range e.servers {
@@ -452,6 +460,9 @@ func (e *Ensemble) ExpireSession(ctx context.Context, sessionID int64) error {
 		}
 		for _, o := range e.servers {
 			o.proxy.dropSession(sessionID)
+		}
+		for _, l := range links {
+			l.dropSession(sessionID)
 		}
 		return nil
 	}
@@ -470,6 +481,11 @@ func (e *Ensemble) Close() error {
 		e.closed.Store(true)
 		close(e.closing)
 		errs := e.killAll()
+		for _, l := range e.linkList() {
+			if err := l.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("zktest: closing link: %w", err))
+			}
+		}
 		for _, s := range e.servers {
 			if err := s.proxy.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("zktest: closing proxy of server %d: %w", s.id, err))
