@@ -26,9 +26,14 @@ var (
 	ErrDataTooLarge = errors.New("resilience: data too large")
 	// ErrInvalidOption is returned by Connect for an out-of-range option.
 	ErrInvalidOption = errors.New("resilience: invalid option")
-	// ErrOutcomeUnknown is returned when the connection broke while a
-	// request whose effect cannot be verified afterwards (a plain sequential
-	// create) was in flight. Use CreateProtected for sequential nodes.
+	// ErrOutcomeUnknown means a write's request or its reply was lost with
+	// the connection and what happened cannot be proved: the write may or
+	// may not have been applied, and another client may have acted on the
+	// same node meanwhile. A Session reports success after such a loss only
+	// when it can show that this call's effect is in place and is not
+	// another client's; it repeats a write only when it can show that the
+	// first request was not applied. Each operation's documentation says
+	// what it checks. The error's text says what was found.
 	ErrOutcomeUnknown = errors.New("resilience: outcome unknown after connection loss")
 )
 

@@ -32,7 +32,7 @@ func (s *Session) Get(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
 	}
 	var data []byte
 	var st *zk.Stat
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		data, st, err = sn.gen.conn.Get(p)
 		return err
 	}, nil)
@@ -51,7 +51,7 @@ func (s *Session) GetW(ctx context.Context, p string) ([]byte, *zk.Stat, <-chan 
 	var data []byte
 	var st *zk.Stat
 	var ch <-chan zk.Event
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		data, st, ch, err = sn.gen.conn.GetW(p)
 		return err
 	}, nil)
@@ -68,7 +68,7 @@ func (s *Session) Children(ctx context.Context, p string) ([]string, *zk.Stat, e
 	}
 	var names []string
 	var st *zk.Stat
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		names, st, err = sn.gen.conn.Children(p)
 		return err
 	}, nil)
@@ -86,7 +86,7 @@ func (s *Session) ChildrenW(ctx context.Context, p string) ([]string, *zk.Stat, 
 	var names []string
 	var st *zk.Stat
 	var ch <-chan zk.Event
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		names, st, ch, err = sn.gen.conn.ChildrenW(p)
 		return err
 	}, nil)
@@ -103,7 +103,7 @@ func (s *Session) Exists(ctx context.Context, p string) (bool, *zk.Stat, error) 
 	}
 	var ok bool
 	var st *zk.Stat
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		ok, st, err = sn.gen.conn.Exists(p)
 		return err
 	}, nil)
@@ -122,7 +122,7 @@ func (s *Session) ExistsW(ctx context.Context, p string) (bool, *zk.Stat, <-chan
 	var ok bool
 	var st *zk.Stat
 	var ch <-chan zk.Event
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) (err error) {
 		ok, st, ch, err = sn.gen.conn.ExistsW(p)
 		return err
 	}, nil)
@@ -138,7 +138,7 @@ func (s *Session) Sync(ctx context.Context, p string) error {
 	if err := ValidatePath(p, false); err != nil {
 		return err
 	}
-	err := s.do(ctx, false, func(sn *snapshot, _ bool) error {
+	err := s.do(ctx, false, func(sn *snapshot, _ *ambiguity) error {
 		_, err := sn.gen.conn.Sync(p)
 		return err
 	}, nil)
@@ -178,12 +178,17 @@ func (s *Session) aclOr(acl []zk.ACL) []zk.ACL {
 // means the session's default.
 //
 // If the connection breaks with the request in flight, Create waits for the
-// session and checks: a node at p holding data counts as created by this
-// call. A sequential node's name cannot be checked, so that case returns
-// ErrOutcomeUnknown; use CreateProtected for sequential nodes. An ephemeral
-// node belongs to the session it was asked for: if that session is lost
-// first, Create fails with ErrSessionLost and makes sure the node did not
-// land on the next session.
+// session and verifies instead of creating again blindly (see
+// ErrOutcomeUnknown): it creates again only if it can show that the first
+// request was not applied (nothing under the parent changed since it was
+// sent); it reports success only for an ephemeral node of this session
+// created since; and it returns zk.ErrNodeExists for a node that was
+// already there. Otherwise another client may have made or removed the node
+// meanwhile, and nothing tells two creators of equal data apart, so it
+// fails with an error wrapping ErrOutcomeUnknown. Use CreateProtected when a
+// create must be able to find out. An ephemeral node belongs to the session
+// it was asked for: if that session is lost first, Create fails with
+// ErrSessionLost and makes sure the node did not land on the next session.
 func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
 	mode, err := parseFlags(flags)
 	if err != nil {
@@ -196,21 +201,34 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 	if err := checkSize(p, data, acl); err != nil {
 		return "", err
 	}
+	parent := parentOf(p)
 	var created string
-	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, retry bool) error {
+	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, amb *ambiguity) error {
 		conn := sn.gen.conn
-		if retry {
-			if mode.sequential {
-				return ErrOutcomeUnknown
-			}
-			got, st, err := conn.Get(p)
-			switch {
-			case err == nil && bytes.Equal(got, data) && (!mode.ephemeral || st.EphemeralOwner == sn.sid):
-				created = p
-				return nil
-			case err != nil && !errors.Is(err, zk.ErrNoNode):
+		if amb != nil {
+			if err := settle(conn); err != nil {
 				return err
 			}
+			if !mode.sequential {
+				got, st, err := conn.Get(p)
+				switch {
+				case err == nil && mode.ephemeral && st.EphemeralOwner == sn.sid && st.Czxid > amb.since && bytes.Equal(got, data):
+					created = p
+					return nil
+				case err == nil && st.Czxid <= amb.since:
+					return zk.ErrNodeExists // there before the request: it could not succeed
+				case err == nil:
+					return unknown("the node was created after the request was sent, by this call or another client")
+				case !errors.Is(err, zk.ErrNoNode):
+					return err
+				}
+			}
+			if changed, err := childrenChanged(conn, parent, amb); err != nil {
+				return err
+			} else if changed {
+				return unknown("the parent's children changed after the request was sent")
+			}
+			// Provably not applied: create again.
 		}
 		var err error
 		if mode.container {
@@ -222,7 +240,7 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 			err = s.checkOwner(sn, created)
 		}
 		return err
-	}, func(sn *snapshot, err error) {
+	}, func(sn *snapshot, amb *ambiguity, err error) {
 		switch {
 		case !mode.ephemeral:
 		case err == nil:
@@ -231,7 +249,7 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 			// The reply was lost and the caller left: remove the node if
 			// this call made it, once the session is back.
 			if cur, err := s.await(context.Background(), sn.sid); err == nil {
-				if got, st, err := cur.gen.conn.Get(p); err == nil && st.EphemeralOwner == sn.sid && bytes.Equal(got, data) {
+				if got, st, err := cur.gen.conn.Get(p); err == nil && st.EphemeralOwner == sn.sid && st.Czxid > amb.since && bytes.Equal(got, data) {
 					s.removeAbandoned(cur, p)
 				}
 			}
@@ -241,6 +259,42 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 		return "", opError("create", p, err)
 	}
 	return created, nil
+}
+
+// unknown returns an error wrapping ErrOutcomeUnknown that says why.
+func unknown(why string) error {
+	return fmt.Errorf("%w: %s", ErrOutcomeUnknown, why)
+}
+
+// settle makes the connected server catch up with the ensemble's leader
+// before a verification read. An operation whose reply was lost was either
+// committed by the leader before the session's reconnect was, or is refused
+// (a request that reaches the leader after the session moved to another
+// server fails with SESSIONMOVED); a sync is answered only after every
+// proposal the leader had accepted before it is committed, so the reads
+// that follow see the lost operation's effect if it has one.
+func settle(conn *zk.Conn) error {
+	_, err := conn.Sync("/")
+	return err
+}
+
+// childrenChanged reports whether a child of parent may have been created
+// or deleted since amb.since (the parent's pzxid is later, or the parent is
+// gone, which hides its history).
+func childrenChanged(conn *zk.Conn, parent string, amb *ambiguity) (bool, error) {
+	ok, st, err := conn.Exists(parent)
+	if err != nil {
+		return false, err
+	}
+	return !ok || st.Pzxid > amb.since, nil
+}
+
+func parentOf(p string) string {
+	parent := path.Dir(p)
+	if parent == "." {
+		return "/"
+	}
+	return parent
 }
 
 // CreateProtected creates a node named parent/_c_<uuid>-<name> (p is
@@ -283,16 +337,29 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 		return "", err
 	}
 	var created string
-	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, retry bool) error {
+	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, amb *ambiguity) error {
 		conn := sn.gen.conn
-		if retry {
+		if amb != nil {
+			if err := settle(conn); err != nil {
+				return err
+			}
 			found, err := findPrefixed(conn, parent, prefix)
 			if err != nil && !errors.Is(err, zk.ErrNoNode) {
 				return err
 			}
 			if found != "" {
 				created = found
+				if mode.ephemeral {
+					return s.checkOwner(sn, created)
+				}
 				return nil
+			}
+			if changed, err := childrenChanged(conn, parent, amb); err != nil {
+				return err
+			} else if changed {
+				// Our name is not there, but a node of ours may have been
+				// made and removed again by another client.
+				return unknown("no node with this call's prefix, and the parent's children changed after the request was sent")
 			}
 		}
 		var err error
@@ -301,16 +368,21 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 			err = s.checkOwner(sn, created)
 		}
 		return err
-	}, func(sn *snapshot, err error) {
+	}, func(sn *snapshot, _ *ambiguity, err error) {
 		switch {
 		case err == nil:
 			s.removeAbandoned(sn, created)
-		case isConnLoss(err):
-			// The reply was lost and the caller left: find the node, if it
-			// was made, once the session is back.
-			if cur, err := s.await(context.Background(), boundOrAny(mode.ephemeral, sn.sid)); err == nil {
-				if found, _ := findPrefixed(cur.gen.conn, parent, prefix); found != "" {
-					s.removeAbandoned(cur, found)
+		case isConnLoss(err), errors.Is(err, ErrSessionLost):
+			// The reply was lost and the caller left, or the session the
+			// node was meant for ended first: find the node, if it was
+			// made, on whatever session is current once one is back
+			// (go-zookeeper/zk may have sent the request on the next
+			// session), and remove it. Nobody else uses this prefix.
+			if cur, err := s.await(context.Background(), 0); err == nil {
+				if err := settle(cur.gen.conn); err == nil {
+					if found, _ := findPrefixed(cur.gen.conn, parent, prefix); found != "" {
+						s.removeAbandoned(cur, found)
+					}
 				}
 			}
 		}
@@ -371,25 +443,58 @@ func (s *Session) removeAbandoned(sn *snapshot, p string) {
 	}
 }
 
-// Delete deletes a node if its version matches (-1 matches any). After a
-// lost reply, zk.ErrNoNode on the retry counts as success.
+// Delete deletes a node if its version matches (-1 matches any).
+//
+// If the connection breaks with the request in flight, Delete verifies
+// before deleting again, and never deletes a node created after its request
+// was sent (another client's, made at the same path meanwhile). When the
+// node it was asked to delete is still there, it deletes it (or reports
+// why not); when it was already gone before the request was sent, it
+// returns zk.ErrNoNode. Otherwise the node is gone, removed after the
+// request was sent by this call or by another client, and Delete returns an
+// error wrapping ErrOutcomeUnknown: for Delete that error always means the
+// node it was asked to delete no longer exists.
 func (s *Session) Delete(ctx context.Context, p string, version int32) error {
 	if err := ValidatePath(p, false); err != nil {
 		return err
 	}
-	err := s.do(ctx, false, func(sn *snapshot, retry bool) error {
-		err := sn.gen.conn.Delete(p, version)
-		if retry && errors.Is(err, zk.ErrNoNode) {
-			return nil
+	err := s.do(ctx, false, func(sn *snapshot, amb *ambiguity) error {
+		conn := sn.gen.conn
+		if amb != nil {
+			if err := settle(conn); err != nil {
+				return err
+			}
+			ok, st, err := conn.Exists(p)
+			switch {
+			case err != nil:
+				return err
+			case ok && st.Czxid > amb.since:
+				return unknown("the node was deleted after the request was sent and another node has been created at its path since (left alone)")
+			case !ok:
+				if changed, err := childrenChanged(conn, parentOf(p), amb); err != nil {
+					return err
+				} else if changed {
+					return unknown("the node is gone, deleted after the request was sent by this call or another client")
+				}
+				return zk.ErrNoNode
+			}
+			// The node the request was meant for is still there: delete it.
 		}
-		return err
+		return conn.Delete(p, version)
 	}, nil)
 	return opError("delete", p, err)
 }
 
 // Set writes a node's data if its version matches (-1 matches any) and
-// returns the new stat. After a lost reply, a node at version+1 holding data
-// counts as written by this call.
+// returns the new stat.
+//
+// If the connection breaks with the request in flight, Set verifies before
+// writing again: it writes again only if the node has not changed since the
+// request was sent, and returns zk.ErrBadVersion when another client's
+// write took the version this call asked for. Otherwise (the node holds
+// this call's data at the next version, which another client writing the
+// same data would also leave, or it changed further) it fails with an
+// error wrapping ErrOutcomeUnknown.
 func (s *Session) Set(ctx context.Context, p string, data []byte, version int32) (*zk.Stat, error) {
 	if err := ValidatePath(p, false); err != nil {
 		return nil, err
@@ -398,16 +503,29 @@ func (s *Session) Set(ctx context.Context, p string, data []byte, version int32)
 		return nil, err
 	}
 	var st *zk.Stat
-	err := s.do(ctx, false, func(sn *snapshot, retry bool) (err error) {
+	err := s.do(ctx, false, func(sn *snapshot, amb *ambiguity) (err error) {
 		conn := sn.gen.conn
-		if retry && version >= 0 {
-			got, cur, err := conn.Get(p)
-			if err != nil {
+		if amb != nil {
+			if err := settle(conn); err != nil {
 				return err
 			}
-			if cur.Version == version+1 && bytes.Equal(got, data) {
-				st = cur
-				return nil
+			got, cur, err := conn.Get(p)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				if changed, err := childrenChanged(conn, parentOf(p), amb); err != nil {
+					return err
+				} else if changed {
+					return unknown("the node was deleted after the request was sent")
+				}
+				return zk.ErrNoNode
+			case err != nil:
+				return err
+			case cur.Mzxid <= amb.since:
+				// Unchanged since the request was sent: not applied.
+			case version >= 0 && cur.Czxid <= amb.since && cur.Version == version+1 && !bytes.Equal(got, data):
+				return zk.ErrBadVersion // another client's write took this version
+			default:
+				return unknown("the node changed after the request was sent, by this call or another client")
 			}
 		}
 		st, err = conn.Set(p, data, version)
@@ -420,13 +538,19 @@ func (s *Session) Set(ctx context.Context, p string, data []byte, version int32)
 }
 
 // Multi runs ops (*zk.CreateRequest, *zk.DeleteRequest, *zk.SetDataRequest,
-// *zk.CheckVersionRequest) as one transaction. After a lost reply it runs
-// them again; if that fails, it checks whether every write's effect is
-// already in place (created nodes hold their data, set nodes are at
-// version+1 with their data, deleted nodes are gone), and if so reports the
-// first run's success. Sequential creates cannot be checked and give
-// ErrOutcomeUnknown; an ephemeral create binds the transaction to the
-// session it first ran on.
+// *zk.CheckVersionRequest) as one transaction.
+//
+// If the connection breaks with the transaction in flight, Multi verifies
+// before running it again. A transaction is atomic, so one op that shows it
+// did not run is enough: a node it creates is absent with no child of the
+// parent changed since (or was already there), a node it sets or deletes
+// has not changed since, a node it checks has not changed since and is at
+// another version (the check failed the transaction). Multi then runs it again. It reports the first run's success
+// only with proof that it ran: an ephemeral node it creates exists, owned by
+// this session, created since, holding its data. Otherwise it fails with an
+// error wrapping ErrOutcomeUnknown. Include an op on a node only this call
+// touches (for example an ephemeral create) when the answer matters. An
+// ephemeral create binds the transaction to the session it first ran on.
 func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	bound := false
 	size := 0
@@ -463,16 +587,24 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 		return nil, fmt.Errorf("zookeeper multi: %w: about %d bytes", ErrDataTooLarge, size)
 	}
 	var res []zk.MultiResponse
-	err := s.do(ctx, bound, func(sn *snapshot, retry bool) (err error) {
+	err := s.do(ctx, bound, func(sn *snapshot, amb *ambiguity) (err error) {
 		conn := sn.gen.conn
-		res, err = conn.Multi(ops...)
-		if err != nil && retry && !isConnLoss(err) {
-			if done, verr := multiApplied(conn, ops); verr != nil {
-				return verr
-			} else if done != nil {
-				res, err = done, nil
+		if amb != nil {
+			if err := settle(conn); err != nil {
+				return err
+			}
+			ran, notRun, err := multiVerdict(conn, sn.sid, ops, amb)
+			switch {
+			case err != nil:
+				return err
+			case ran != nil:
+				res = ran
+				return nil
+			case !notRun:
+				return unknown("no op of the transaction shows whether it ran")
 			}
 		}
+		res, err = conn.Multi(ops...)
 		if err == nil && bound && conn.SessionID() != sn.sid {
 			// Sent on the session after the one it was meant for: take its
 			// ephemeral nodes off again (see checkOwner).
@@ -493,43 +625,72 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 	return res, nil
 }
 
-// multiApplied checks whether the writes in ops are all in effect, and if so
-// returns responses describing them.
-func multiApplied(conn *zk.Conn, ops []any) ([]zk.MultiResponse, error) {
+// multiVerdict looks at the nodes ops touch after a lost reply. It returns
+// responses describing the transaction when an op proves that it ran, or
+// notRun when an op proves that it did not, or neither.
+func multiVerdict(conn *zk.Conn, sid int64, ops []any, amb *ambiguity) (ran []zk.MultiResponse, notRun bool, err error) {
+	proved := false
+	for _, op := range ops {
+		switch o := op.(type) {
+		case *zk.CreateRequest:
+			m, _ := parseFlags(o.Flags)
+			if !m.sequential {
+				data, st, err := conn.Get(o.Path)
+				switch {
+				case err == nil && st.Czxid <= amb.since:
+					return nil, true, nil // already there: the create would fail
+				case err == nil && m.ephemeral && st.EphemeralOwner == sid && bytes.Equal(data, o.Data):
+					proved = true
+					continue
+				case err == nil:
+					continue
+				case !errors.Is(err, zk.ErrNoNode):
+					return nil, false, err
+				}
+			}
+			if changed, err := childrenChanged(conn, parentOf(o.Path), amb); err != nil {
+				return nil, false, err
+			} else if !changed {
+				return nil, true, nil
+			}
+		case *zk.SetDataRequest:
+			if ok, st, err := conn.Exists(o.Path); err != nil {
+				return nil, false, err
+			} else if ok && st.Mzxid <= amb.since {
+				return nil, true, nil
+			}
+		case *zk.DeleteRequest:
+			if ok, st, err := conn.Exists(o.Path); err != nil {
+				return nil, false, err
+			} else if ok && st.Czxid <= amb.since {
+				return nil, true, nil
+			}
+		case *zk.CheckVersionRequest:
+			if ok, st, err := conn.Exists(o.Path); err != nil {
+				return nil, false, err
+			} else if ok && st.Mzxid <= amb.since && st.Version != o.Version {
+				return nil, true, nil // the check failed the transaction
+			}
+		}
+	}
+	if !proved {
+		return nil, false, nil
+	}
 	out := make([]zk.MultiResponse, len(ops))
 	for i, op := range ops {
 		switch o := op.(type) {
 		case *zk.CreateRequest:
-			if m, _ := parseFlags(o.Flags); m.sequential {
-				return nil, ErrOutcomeUnknown
+			out[i].String = o.Path
+			if _, st, err := conn.Exists(o.Path); err == nil {
+				out[i].Stat = st
 			}
-			data, st, err := conn.Get(o.Path)
-			if errors.Is(err, zk.ErrNoNode) || (err == nil && !bytes.Equal(data, o.Data)) {
-				return nil, nil
-			} else if err != nil {
-				return nil, err
-			}
-			out[i] = zk.MultiResponse{Stat: st, String: o.Path}
 		case *zk.SetDataRequest:
-			data, st, err := conn.Get(o.Path)
-			if errors.Is(err, zk.ErrNoNode) || (err == nil && (o.Version < 0 || st.Version != o.Version+1 || !bytes.Equal(data, o.Data))) {
-				return nil, nil
-			} else if err != nil {
-				return nil, err
+			if _, st, err := conn.Exists(o.Path); err == nil {
+				out[i].Stat = st
 			}
-			out[i] = zk.MultiResponse{Stat: st}
-		case *zk.DeleteRequest:
-			ok, _, err := conn.Exists(o.Path)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				return nil, nil
-			}
-		case *zk.CheckVersionRequest:
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // NewUUID returns a random (version 4) UUID in its canonical text form.

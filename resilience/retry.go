@@ -60,16 +60,33 @@ func (s *Session) await(ctx context.Context, bound int64) (*snapshot, error) {
 	}
 }
 
-// attempt runs one try of an operation on conn. retry is true when an
-// earlier try failed with connection loss and may have taken effect.
-type attempt func(sn *snapshot, retry bool) error
+// ambiguity describes an earlier try whose outcome is unknown: its request
+// or its reply was lost with the connection. since is the highest zxid this
+// client had seen when that try (the earliest such, if several) was sent.
+// Had the request been applied, its transaction's zxid would be larger, so
+// a node whose czxid, mzxid or (for a parent) pzxid is at most since cannot
+// carry that try's effect. See docs/state-machine.md, "Verifying an unknown
+// outcome".
+type ambiguity struct {
+	since int64
+}
+
+// attempt runs one try of an operation. amb is nil on the first try and
+// after tries that certainly had no effect; otherwise an earlier try may
+// have taken effect and this one must verify before writing.
+type attempt func(sn *snapshot, amb *ambiguity) error
+
+// abandonedFunc runs after the caller gave up on an operation whose last
+// try may have taken effect (amb says since when), with that try's error,
+// so it can undo a late effect.
+type abandonedFunc func(sn *snapshot, amb *ambiguity, err error)
 
 // do runs an operation: wait for a session, try, and on connection loss wait
 // for the session again and let the next try verify. With bound, the
 // operation belongs to the session it first ran on. abandoned, if not nil,
-// runs after a try that the caller gave up on (ctx ended) completes, with
-// that try's error, so it can undo a late effect.
-func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned func(sn *snapshot, err error)) error {
+// runs after a try that the caller gave up on (ctx ended) completes, and
+// when the operation ends with an earlier try's outcome unknown.
+func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned abandonedFunc) error {
 	// A bound operation belongs to the session current when it was called
 	// (even if Suspended), or to the next one if there is none.
 	var boundSID int64
@@ -77,15 +94,15 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 		boundSID = s.snap.Load().sid
 	}
 	var b *backoff
-	retry := false
+	var amb *ambiguity
 	var last *snapshot
 	var lastErr error
 	// giveUp ends the operation. If an earlier try may have taken effect
 	// (its reply was lost), abandoned still gets to undo it.
 	giveUp := func(err error) error {
-		if retry && abandoned != nil && last != nil {
-			sn, e := last, lastErr
-			s.goTracked(func() { abandoned(sn, e) })
+		if amb != nil && abandoned != nil && last != nil {
+			sn, a, e := last, amb, lastErr
+			s.goTracked(func() { abandoned(sn, a, e) })
 		}
 		return err
 	}
@@ -97,7 +114,11 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 		if bound && boundSID == 0 {
 			boundSID = sn.sid
 		}
-		err = s.call(ctx, sn, retry, try, abandoned)
+		since := sn.gen.info.lastZxid.Load()
+		if amb != nil {
+			since = amb.since
+		}
+		err = s.call(ctx, sn, amb, since, try, abandoned)
 		if err == nil || !isConnLoss(err) {
 			return err
 		}
@@ -106,8 +127,11 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 		}
 		// A request flushed before it was sent (zk.ErrNoServer) had no
 		// effect; anything else may have.
-		if !errors.Is(err, zk.ErrNoServer) {
-			retry, last, lastErr = true, sn, err
+		if !errors.Is(err, zk.ErrNoServer) && amb == nil {
+			amb = &ambiguity{since: since}
+		}
+		if amb != nil {
+			last, lastErr = sn, err
 		}
 		if b == nil {
 			b = s.newBackoff()
@@ -120,10 +144,11 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned fun
 
 // call runs one try, returning when it completes or ctx ends, whichever is
 // first. go-zookeeper/zk's calls cannot be cancelled, so a try outlives a
-// cancelled caller on a goroutine that Close waits for.
-func (s *Session) call(ctx context.Context, sn *snapshot, retry bool, try attempt, abandoned func(*snapshot, error)) error {
+// cancelled caller on a goroutine that Close waits for; abandoned then gets
+// its result, with the try counted as ambiguous from since.
+func (s *Session) call(ctx context.Context, sn *snapshot, amb *ambiguity, since int64, try attempt, abandoned abandonedFunc) error {
 	if ctx.Done() == nil {
-		return try(sn, retry)
+		return try(sn, amb)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -137,10 +162,10 @@ func (s *Session) call(ctx context.Context, sn *snapshot, retry bool, try attemp
 	var result error
 	done := make(chan struct{})
 	ok := s.goTracked(func() {
-		err := try(sn, retry)
+		err := try(sn, amb)
 		result = err
 		if !st.CompareAndSwap(running, finished) && abandoned != nil {
-			abandoned(sn, err)
+			abandoned(sn, &ambiguity{since: since}, err)
 		}
 		close(done)
 	})
