@@ -30,22 +30,44 @@ func NewBarrier(s *resilience.Session, p string) (*Barrier, error) {
 
 // Set raises the barrier (creates its node; already raised is fine).
 func (b *Barrier) Set(ctx context.Context) error {
-	_, err := b.s.Create(ctx, b.path, nil, zk.FlagPersistent, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = EnsurePath(ctx, b.s, path.Dir(b.path)); err == nil {
-			_, err = b.s.Create(ctx, b.path, nil, zk.FlagPersistent, nil)
-		}
-	}
-	if errors.Is(err, zk.ErrNodeExists) {
-		return nil
-	}
-	return err
+	return ensureNode(ctx, b.s, b.path, zk.FlagPersistent)
 }
 
-// Remove lowers the barrier, releasing every waiter.
+// Remove lowers the barrier, releasing every waiter. Lowered already, by
+// this call or another client, is fine.
 func (b *Barrier) Remove(ctx context.Context) error {
-	err := b.s.Delete(ctx, b.path, -1)
-	if errors.Is(err, zk.ErrNoNode) {
+	return deleted(b.s.Delete(ctx, b.path, -1))
+}
+
+// ensureNode creates p (with its parents as containers) unless it exists:
+// a node made by another client counts, and so does a create whose outcome
+// is unknown once p is seen to exist.
+func ensureNode(ctx context.Context, s *resilience.Session, p string, flags int32) error {
+	for {
+		_, err := s.Create(ctx, p, nil, flags, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
+				_, err = s.Create(ctx, p, nil, flags, nil)
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, zk.ErrNodeExists):
+			return nil
+		case errors.Is(err, resilience.ErrOutcomeUnknown):
+			if ok, _, err := s.Exists(ctx, p); err != nil || ok {
+				return err
+			}
+			// Not there: create it.
+		default:
+			return err
+		}
+	}
+}
+
+// deleted is a delete's error, with "already gone" and "gone, by this call
+// or another" (a Delete's unknown outcome) counted as done.
+func deleted(err error) error {
+	if errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrOutcomeUnknown) {
 		return nil
 	}
 	return err
@@ -119,10 +141,7 @@ func (d *DoubleBarrier) enter(ctx context.Context) error {
 			return err
 		}
 		if len(members(names)) >= d.n {
-			if _, err := d.s.Create(ctx, ready, nil, zk.FlagPersistent, nil); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-				return err
-			}
-			return nil
+			return ensureNode(ctx, d.s, ready, zk.FlagPersistent)
 		}
 		sid := d.s.SessionID()
 		lost, stop := LostSignal(d.s, sid)
@@ -141,30 +160,22 @@ func (d *DoubleBarrier) enter(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			_ = d.s.Delete(context.WithoutCancel(ctx), ours, -1)
+			_ = deleteOwn(context.WithoutCancel(ctx), d.s, ours)
 			return ctx.Err()
 		}
 		// The session was lost while waiting: our node went with it.
 	}
 }
 
-// join creates this member's ephemeral node if it is not there.
+// join creates this member's ephemeral node if it is not there. Its name
+// is this member's own (a UUID), so a node there is this member's.
 func (d *DoubleBarrier) join(ctx context.Context, ours string) error {
 	for {
-		_, err := d.s.Create(ctx, ours, nil, zk.FlagEphemeral, nil)
-		if errors.Is(err, zk.ErrNoNode) {
-			if err = EnsurePath(ctx, d.s, d.path); err == nil {
-				_, err = d.s.Create(ctx, ours, nil, zk.FlagEphemeral, nil)
-			}
-		}
-		switch {
-		case errors.Is(err, resilience.ErrSessionLost):
+		err := ensureNode(ctx, d.s, ours, zk.FlagEphemeral)
+		if errors.Is(err, resilience.ErrSessionLost) {
 			continue // join on the new session
-		case errors.Is(err, zk.ErrNodeExists):
-			return nil
-		default:
-			return err
 		}
+		return err
 	}
 }
 
@@ -205,7 +216,7 @@ func (d *DoubleBarrier) leave(ctx context.Context) error {
 		idx := sort.SearchStrings(ms, d.name)
 		present := idx < len(ms) && ms[idx] == d.name
 		if len(ms) == 1 && present {
-			if err := d.s.Delete(ctx, ours, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			if err := deleted(d.s.Delete(ctx, ours, -1)); err != nil {
 				return err
 			}
 			break
@@ -215,7 +226,7 @@ func (d *DoubleBarrier) leave(ctx context.Context) error {
 			watch = path.Join(d.path, ms[len(ms)-1]) // the lowest waits for the highest
 		} else {
 			if present {
-				if err := d.s.Delete(ctx, ours, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+				if err := deleted(d.s.Delete(ctx, ours, -1)); err != nil {
 					return err
 				}
 			}
@@ -225,9 +236,5 @@ func (d *DoubleBarrier) leave(ctx context.Context) error {
 			return err
 		}
 	}
-	err := d.s.Delete(ctx, path.Join(d.path, readyNode), -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	return err
+	return deleted(d.s.Delete(ctx, path.Join(d.path, readyNode), -1))
 }

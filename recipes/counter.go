@@ -36,16 +36,26 @@ func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed i
 	if err := resilience.ValidatePath(p, false); err != nil {
 		return nil, err
 	}
-	_, err := s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
-			_, err = s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
+	for {
+		_, err := s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
+				_, err = s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
+			}
 		}
+		if errors.Is(err, resilience.ErrOutcomeUnknown) {
+			// Made by this call or another client: there is a counter if
+			// the node exists.
+			var ok bool
+			if ok, _, err = s.Exists(ctx, p); err == nil && !ok {
+				continue
+			}
+		}
+		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return nil, err
+		}
+		return &SharedCount{s: s, path: p}, nil
 	}
-	if err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return nil, err
-	}
-	return &SharedCount{s: s, path: p}, nil
 }
 
 func encodeCount(v int32) []byte {
@@ -81,14 +91,19 @@ func (c *SharedCount) Get(ctx context.Context) (Count, error) {
 	return Count{Value: v, Version: st.Version}, nil
 }
 
-// Set writes v whatever the current value.
+// Set writes v whatever the current value. After a lost request or reply
+// it returns an error wrapping resilience.ErrOutcomeUnknown when another
+// write may have come between (see resilience.Session.Set).
 func (c *SharedCount) Set(ctx context.Context, v int32) error {
 	_, err := c.s.Set(ctx, c.path, encodeCount(v), -1)
 	return err
 }
 
 // TrySet writes v only if the counter is still at prev (its version); it
-// reports whether it did.
+// reports whether it did. If the request or its reply was lost and the
+// counter's state afterwards does not show whether this write or another
+// client's took the version, it returns false and an error wrapping
+// resilience.ErrOutcomeUnknown: the write may or may not have been applied.
 func (c *SharedCount) TrySet(ctx context.Context, prev Count, v int32) (bool, error) {
 	_, err := c.s.Set(ctx, c.path, encodeCount(v), prev.Version)
 	if errors.Is(err, zk.ErrBadVersion) {
@@ -98,7 +113,13 @@ func (c *SharedCount) TrySet(ctx context.Context, prev Count, v int32) (bool, er
 }
 
 // Add adds delta with compare-and-set, retrying on conflict, and returns
-// the new value.
+// the new value. It never loses and never doubles an increment: when a
+// compare-and-set's request or reply was lost and what followed does not
+// show whether it was applied, Add returns an error wrapping
+// resilience.ErrOutcomeUnknown instead of guessing. The increment may then
+// be in the counter or not; adding again could count it twice, and not
+// adding could lose it, so the caller decides (for example by reading the
+// counter alongside its own record of what it added).
 func (c *SharedCount) Add(ctx context.Context, delta int32) (int32, error) {
 	for {
 		cur, err := c.Get(ctx)

@@ -1,6 +1,7 @@
 package recipes
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +52,7 @@ func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []
 	view, err := NewTreeCache(ctx, s, p, WithMaxDepth(1))
 	if err != nil {
 		g.unstep()
-		_ = s.Delete(context.WithoutCancel(ctx), node, -1)
+		_ = deleteOwn(context.WithoutCancel(ctx), s, node)
 		return nil, err
 	}
 	g.view = view
@@ -66,18 +67,56 @@ func (g *Group) publish(ctx context.Context) error {
 	if closed {
 		return nil
 	}
-	_, err := g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
-			_, err = g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
+	for {
+		_, err := g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err = EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
+				_, err = g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
+			}
 		}
+		if !errors.Is(err, zk.ErrNodeExists) && !errors.Is(err, resilience.ErrOutcomeUnknown) {
+			return err
+		}
+		// There already, or the create's outcome is unknown: look at whose
+		// node is there, and only ever write to this session's own.
+		ok, st, err := g.s.Exists(ctx, g.node)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			continue // gone meanwhile: create it
+		case st.EphemeralOwner != g.s.SessionID():
+			return fmt.Errorf("recipes: group member %s is held by another session (%#x)", g.node, st.EphemeralOwner)
+		}
+		got, st, err := g.s.Get(ctx, g.node)
+		if err == nil && bytes.Equal(got, data) && st.EphemeralOwner == g.s.SessionID() {
+			return nil
+		}
+		_, err = g.s.Set(ctx, g.node, data, st.Version)
+		if err == nil || !errors.Is(err, resilience.ErrOutcomeUnknown) && !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, zk.ErrNoNode) {
+			return err
+		}
+		// Changed under us or unknown: look again.
 	}
-	if errors.Is(err, zk.ErrNodeExists) {
-		ok, st, xerr := g.s.Exists(ctx, g.node)
-		if xerr == nil && ok && st.EphemeralOwner != g.s.SessionID() {
-			return fmt.Errorf("recipes: group member %s is held by another session", g.node)
-		}
-		_, err = g.s.Set(ctx, g.node, data, -1)
+}
+
+// deleteOwn deletes p if it is an ephemeral node of s's current session,
+// and never another session's node at the same path. A node already gone
+// counts as deleted.
+func deleteOwn(ctx context.Context, s *resilience.Session, p string) error {
+	ok, st, err := s.Exists(ctx, p)
+	if err != nil || !ok {
+		return err
+	}
+	if st.EphemeralOwner != s.SessionID() {
+		return nil
+	}
+	err = s.Delete(ctx, p, st.Version)
+	if errors.Is(err, zk.ErrBadVersion) {
+		return deleteOwn(ctx, s, p) // changed by this session meanwhile
+	}
+	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrOutcomeUnknown) {
+		return nil
 	}
 	return err
 }
@@ -111,6 +150,8 @@ func (g *Group) Update(ctx context.Context, data []byte) error {
 }
 
 // Close leaves the group: the member node is deleted and not re-created.
+// Only this session's node is deleted; a node another session made at the
+// same path is left alone.
 func (g *Group) Close(ctx context.Context) error {
 	g.mu.Lock()
 	if g.closed {
@@ -121,9 +162,5 @@ func (g *Group) Close(ctx context.Context) error {
 	g.mu.Unlock()
 	g.unstep()
 	g.view.Close()
-	err := g.s.Delete(ctx, g.node, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	return err
+	return deleteOwn(ctx, g.s, g.node)
 }

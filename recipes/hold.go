@@ -220,7 +220,10 @@ func (h *Hold) Token() int64 {
 // still exists. A holding already lost, or a missing node, gives an error
 // wrapping ErrLost and nothing is written. If the holding is lost while the
 // transaction is in flight, Guarded also returns ErrLost, but the
-// transaction may have been applied (while the node still existed).
+// transaction may have been applied (while the node still existed). If the
+// connection breaks with the transaction in flight and nothing shows
+// whether it ran, the error wraps resilience.ErrOutcomeUnknown (see
+// resilience.Session.Multi); it is never run twice.
 func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	if err := h.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrLost, err)
@@ -287,7 +290,9 @@ func (h *Hold) Release(ctx context.Context) error {
 	default:
 	}
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, resilience.ErrOutcomeUnknown):
+		// For a delete, an unknown outcome means the node is gone, and
+		// nobody else makes a node under this holding's protected name.
 		return nil
 	case errors.Is(err, zk.ErrNoNode):
 		return fmt.Errorf("%w: node %s was already gone", ErrLost, h.entry.Path)

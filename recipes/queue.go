@@ -31,11 +31,25 @@ type Entry struct {
 // that already holds the new node was read after the create; only a list
 // without it is read again. An uncontended queue thus costs one write, not
 // a write and then a read.
+//
+// A create whose outcome is unknown after a lost request or reply (see
+// resilience.ErrOutcomeUnknown) has left no node under this call's name
+// (the Session looked for it), so Join tries again under a new name. The
+// entry's SessionID is the session the create succeeded on, which owns the
+// node.
 func Join(ctx context.Context, s *resilience.Session, parent, name string, data []byte) (Entry, []string, error) {
 	if err := resilience.ValidatePath(parent, false); err != nil {
 		return Entry{}, nil, err
 	}
-	sid := s.SessionID()
+	for {
+		e, names, err := joinOnce(ctx, s, parent, name, data)
+		if !errors.Is(err, resilience.ErrOutcomeUnknown) || ctx.Err() != nil {
+			return e, names, err
+		}
+	}
+}
+
+func joinOnce(ctx context.Context, s *resilience.Session, parent, name string, data []byte) (Entry, []string, error) {
 	id := resilience.NewUUID()
 	prefix := resilience.ProtectedPrefix + id + "-"
 	type listing struct {
@@ -54,19 +68,16 @@ func Join(ctx context.Context, s *resilience.Session, parent, name string, data 
 		listed <- listing{names, err}
 	}()
 	full := path.Join(parent, name)
-	p, err := s.CreateProtectedID(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
+	p, sid, err := s.CreateProtectedSession(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
 	if errors.Is(err, zk.ErrNoNode) {
 		if err = EnsurePath(ctx, s, parent); err == nil {
-			p, err = s.CreateProtectedID(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
+			p, sid, err = s.CreateProtectedSession(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
 		}
 	}
 	if err != nil {
 		cancel()
 		<-listed
 		return Entry{}, nil, err
-	}
-	if sid == 0 {
-		sid = s.SessionID()
 	}
 	e := Entry{Path: p, Name: path.Base(p), SessionID: sid}
 	l := <-listed
@@ -100,6 +111,15 @@ func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		_, err := s.Create(ctx, p, nil, zk.FlagContainer, nil)
+		if errors.Is(err, resilience.ErrOutcomeUnknown) {
+			// Made by this call or another: either way, is it there?
+			var ok bool
+			if ok, _, err = s.Exists(ctx, p); err == nil && ok {
+				return nil
+			} else if err == nil {
+				continue
+			}
+		}
 		switch {
 		case err == nil, errors.Is(err, zk.ErrNodeExists):
 			return nil
@@ -119,12 +139,14 @@ func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
 
 // Leave deletes a queue entry, with a context of its own so that it runs
 // even when the caller's context has ended (a cancelled Lock must not leave
-// its node behind). A node already gone counts as removed.
+// its node behind). A node already gone counts as removed, and so does a
+// delete whose outcome is unknown (for a Delete that means the node is
+// gone; nobody else makes a node under this entry's protected name).
 func Leave(s *resilience.Session, e Entry) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout())
 	defer cancel()
 	err := s.Delete(ctx, e.Path, -1)
-	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrClosed) {
+	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrOutcomeUnknown) || errors.Is(err, resilience.ErrClosed) {
 		return nil
 	}
 	return err

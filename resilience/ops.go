@@ -312,15 +312,24 @@ func (s *Session) CreateProtected(ctx context.Context, p string, data []byte, fl
 // ProtectedPrefix+id+"-", before the create returns: a children list that
 // holds that prefix was read after the create.
 func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	created, _, err := s.CreateProtectedSession(ctx, id, p, data, flags, acl)
+	return created, err
+}
+
+// CreateProtectedSession is CreateProtectedID that also returns the id of
+// the session the create succeeded on: for an ephemeral node, the session
+// that owns it (which need not be the session current when the call was
+// made, if that one was lost before the request could be sent).
+func (s *Session) CreateProtectedSession(ctx context.Context, id, p string, data []byte, flags int32, acl []zk.ACL) (string, int64, error) {
 	if id == "" || strings.ContainsAny(id, "/\x00") {
-		return "", opError("create", p, fmt.Errorf("%w: protected id %q", zk.ErrBadArguments, id))
+		return "", 0, opError("create", p, fmt.Errorf("%w: protected id %q", zk.ErrBadArguments, id))
 	}
 	mode, err := parseFlags(flags)
 	if err != nil || mode.container {
-		return "", opError("create", p, fmt.Errorf("%w: protected create of a container", zk.ErrInvalidFlags))
+		return "", 0, opError("create", p, fmt.Errorf("%w: protected create of a container", zk.ErrInvalidFlags))
 	}
 	if err := ValidatePath(p, mode.sequential); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	parent, name := path.Split(p)
 	parent = strings.TrimSuffix(parent, "/")
@@ -334,9 +343,10 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 	}
 	acl = s.aclOr(acl)
 	if err := checkSize(full, data, acl); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	var created string
+	var owner int64
 	err = s.do(ctx, mode.ephemeral, func(sn *snapshot, amb *ambiguity) error {
 		conn := sn.gen.conn
 		if amb != nil {
@@ -348,7 +358,7 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 				return err
 			}
 			if found != "" {
-				created = found
+				created, owner = found, sn.sid
 				if mode.ephemeral {
 					return s.checkOwner(sn, created)
 				}
@@ -364,6 +374,7 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 		}
 		var err error
 		created, err = conn.Create(full, data, flags, acl)
+		owner = sn.sid
 		if err == nil && mode.ephemeral {
 			err = s.checkOwner(sn, created)
 		}
@@ -388,9 +399,9 @@ func (s *Session) CreateProtectedID(ctx context.Context, id, p string, data []by
 		}
 	})
 	if err != nil {
-		return "", opError("create", full, err)
+		return "", 0, opError("create", full, err)
 	}
-	return created, nil
+	return created, owner, nil
 }
 
 // boundOrAny is the session an ephemeral node lives on, or 0 (any session)
@@ -544,8 +555,9 @@ func (s *Session) Set(ctx context.Context, p string, data []byte, version int32)
 // before running it again. A transaction is atomic, so one op that shows it
 // did not run is enough: a node it creates is absent with no child of the
 // parent changed since (or was already there), a node it sets or deletes
-// has not changed since, a node it checks has not changed since and is at
-// another version (the check failed the transaction). Multi then runs it again. It reports the first run's success
+// has not changed since (or was absent all along), a node it checks has not
+// changed since and is at another version (the check failed the
+// transaction). Multi then runs it again. It reports the first run's success
 // only with proof that it ran: an ephemeral node it creates exists, owned by
 // this session, created since, holding its data. Otherwise it fails with an
 // error wrapping ErrOutcomeUnknown. Include an op on a node only this call
@@ -625,6 +637,21 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 	return res, nil
 }
 
+// cannotHaveRun reports whether an op on node p cannot have run
+// since amb.since: p exists and unchanged(its stat) holds, or p is absent
+// and no child of its parent changed since (so the op would have failed).
+func cannotHaveRun(conn *zk.Conn, p string, amb *ambiguity, unchanged func(*zk.Stat) bool) (bool, error) {
+	ok, st, err := conn.Exists(p)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		return unchanged(st), nil
+	}
+	changed, err := childrenChanged(conn, parentOf(p), amb)
+	return !changed, err
+}
+
 // multiVerdict looks at the nodes ops touch after a lost reply. It returns
 // responses describing the transaction when an op proves that it ran, or
 // notRun when an op proves that it did not, or neither.
@@ -654,22 +681,20 @@ func multiVerdict(conn *zk.Conn, sid int64, ops []any, amb *ambiguity) (ran []zk
 				return nil, true, nil
 			}
 		case *zk.SetDataRequest:
-			if ok, st, err := conn.Exists(o.Path); err != nil {
-				return nil, false, err
-			} else if ok && st.Mzxid <= amb.since {
-				return nil, true, nil
+			if notRun, err := cannotHaveRun(conn, o.Path, amb, func(st *zk.Stat) bool { return st.Mzxid <= amb.since }); err != nil || notRun {
+				return nil, notRun, err
 			}
 		case *zk.DeleteRequest:
-			if ok, st, err := conn.Exists(o.Path); err != nil {
-				return nil, false, err
-			} else if ok && st.Czxid <= amb.since {
-				return nil, true, nil
+			if notRun, err := cannotHaveRun(conn, o.Path, amb, func(st *zk.Stat) bool { return st.Czxid <= amb.since }); err != nil || notRun {
+				return nil, notRun, err
 			}
 		case *zk.CheckVersionRequest:
-			if ok, st, err := conn.Exists(o.Path); err != nil {
-				return nil, false, err
-			} else if ok && st.Mzxid <= amb.since && st.Version != o.Version {
-				return nil, true, nil // the check failed the transaction
+			// A check changes nothing: it shows the transaction did not
+			// run only when it must have failed it.
+			if notRun, err := cannotHaveRun(conn, o.Path, amb, func(st *zk.Stat) bool {
+				return st.Mzxid <= amb.since && o.Version >= 0 && st.Version != o.Version
+			}); err != nil || notRun {
+				return nil, notRun, err
 			}
 		}
 	}

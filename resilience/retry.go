@@ -114,6 +114,9 @@ func (s *Session) do(ctx context.Context, bound bool, try attempt, abandoned aba
 		if bound && boundSID == 0 {
 			boundSID = sn.sid
 		}
+		if s.testHookTry != nil {
+			s.testHookTry(sn)
+		}
 		since := sn.gen.info.lastZxid.Load()
 		if amb != nil {
 			since = amb.since

@@ -46,6 +46,9 @@ type Session struct {
 	steps            map[uint64]*rebuildStep
 	nextID           uint64
 
+	// testHookTry, set only by tests, runs before each try of an operation.
+	testHookTry func(*snapshot)
+
 	// Owned by the machine goroutine.
 	gen           *generation
 	genSeq        uint64

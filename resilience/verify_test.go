@@ -494,3 +494,76 @@ func TestVerifyMatrix(t *testing.T) {
 		}
 	}
 }
+
+// A protected ephemeral create that go-zookeeper/zk sends on the session
+// after the one it was meant for, and whose reply is lost too, fails with
+// ErrSessionLost and leaves no node on the new session (where it would
+// block every later contender of a queue for that session's lifetime).
+func TestQueuedProtectedCreateWithLostReplyLeavesNoNode(t *testing.T) {
+	needZK(t)
+	restore(t)
+	in := wirefault.New()
+	t.Cleanup(in.Release)
+	obs := connect(t, ens.Addrs())
+	a := connect(t, ens.Addrs(), WithDialer(in.Dial), WithSessionTimeout(4*time.Second), WithPresumedExpiry(0))
+	base := testPath(t, obs)
+	old := a.SessionID()
+	fired := in.Arm(wirefault.LoseReply, func(r wirefault.Request) bool {
+		return r.Op == wirefault.OpCreate && strings.HasPrefix(r.Path, base+"/")
+	})
+	go func() {
+		<-fired
+		in.Release() // the new session reconnects at once
+	}()
+	first := true
+	a.testHookTry = func(sn *snapshot) {
+		if !first {
+			return
+		}
+		first = false
+		// The try below runs on this snapshot of session old while
+		// go-zookeeper/zk is already reconnecting after old expired, so
+		// its request waits in go-zookeeper/zk's queue and goes out on
+		// the next session.
+		in.Hold()
+		if err := ens.ExpireSession(ctxT(t, 10*time.Second), old); err != nil {
+			t.Error(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for sn.gen.conn.State() == zk.StateHasSession && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond) // lets the create into the queue; either order sends it on the next session
+			in.Release()
+		}()
+	}
+	_, err := a.CreateProtected(ctxT(t, 30*time.Second), base+"/lock-", nil, zk.FlagEphemeralSequential, nil)
+	if !errors.Is(err, ErrSessionLost) {
+		t.Fatalf("create: %v, want ErrSessionLost", err)
+	}
+	if a.SessionID() == old {
+		t.Fatal("no new session; the scenario did not happen")
+	}
+	select {
+	case <-fired:
+	default:
+		t.Fatal("the create's reply was not lost; the scenario did not happen")
+	}
+	next := a.SessionID()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		names := childrenOf(t, obs, base)
+		if len(names) == 0 {
+			if a.SessionID() != next {
+				t.Fatal("the new session ended too, taking the node with it: nothing was shown")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			_, st := read(t, obs, base+"/"+names[0])
+			t.Fatalf("stray node %v left (owner %#x, new session %#x)", names, st.EphemeralOwner, a.SessionID())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -105,6 +105,15 @@ func (in *Injector) Arm(mode Mode, match func(Request) bool) <-chan struct{} {
 	return a.fired
 }
 
+// Hold makes new dials wait until Release, as a fired fault does.
+func (in *Injector) Hold() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.held == nil {
+		in.held = make(chan struct{})
+	}
+}
+
 // Release lets held and later dials through. It is safe to call more than
 // once, and when nothing is held.
 func (in *Injector) Release() {
