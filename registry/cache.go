@@ -27,7 +27,8 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 }
 
 // Instances reads the instances of service once. Nodes whose data is not an
-// instance are skipped (and logged). Like every ZooKeeper read, it sees the
+// instance, or not the instance their path names (see DecodeAt), are
+// skipped (and logged). Like every ZooKeeper read, it sees the
 // session's server, which may not have applied another client's latest
 // write yet; call the session's Sync on the registry's base path first when
 // the read must follow such a write. A Cache follows changes instead.
@@ -55,7 +56,7 @@ func (r *Registry) Instances(ctx context.Context, service string) ([]Instance, e
 			defer wg.Done()
 			data, _, err := r.s.Get(ctx, path.Join(p, n))
 			if err == nil {
-				out[i].in, err = Decode(data)
+				out[i].in, err = DecodeAt(service, n, data)
 				if err != nil {
 					r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", path.Join(p, n), "error", err)
 					err = errSkip
@@ -100,8 +101,9 @@ const (
 	Updated
 	// Removed: an instance went away.
 	Removed
-	// Malformed: a node's data is not an instance; it is skipped (Err says
-	// why). Reported once per change of the node.
+	// Malformed: a node's data is not an instance, or its name or id
+	// disagree with its path (see DecodeAt); it is skipped (Err says why).
+	// Reported once per change of the node.
 	Malformed
 )
 
@@ -227,7 +229,7 @@ func (c *Cache) digest(e recipes.TreeEvent) []Event {
 	old, known := c.nodes[n]
 	switch e.Type {
 	case recipes.NodeAdded, recipes.NodeUpdated:
-		in, err := Decode(e.Node.Data)
+		in, err := DecodeAt(path.Base(c.parent), n, e.Node.Data)
 		switch {
 		case err != nil:
 			var evs []Event

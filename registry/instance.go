@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
 // ServiceType is how an instance's node lives, as curator-x-discovery
@@ -112,6 +114,58 @@ func Decode(data []byte) (Instance, error) {
 		return in, fmt.Errorf("%w: no name or id", ErrMalformed)
 	}
 	return in, nil
+}
+
+// DecodeAt parses the data of the node named node under service's node as
+// an instance, as Decode does, and also checks that the instance is the
+// one its path names: its name must be service and its id the node's name
+// (for a DynamicSequential instance, the node's name is the id followed by
+// ZooKeeper's ten-digit sequence number). Either name may be preceded by a
+// protected-create prefix (resilience.ProtectedPrefix, a UUID and "-").
+// A mismatch gives an error wrapping ErrMalformed: such a node is not
+// served by Instances or a Cache.
+func DecodeAt(service, node string, data []byte) (Instance, error) {
+	in, err := Decode(data)
+	if err != nil {
+		return in, err
+	}
+	if in.Name != service {
+		return in, fmt.Errorf("%w: name %q under service %q", ErrMalformed, in.Name, service)
+	}
+	rest := stripProtected(node)
+	if in.ServiceType == DynamicSequential {
+		seq, ok := strings.CutPrefix(rest, in.ID)
+		if !ok || !sequenceNumber(seq) {
+			return in, fmt.Errorf("%w: id %q of a sequential instance at node %q", ErrMalformed, in.ID, node)
+		}
+		return in, nil
+	}
+	if rest != in.ID {
+		return in, fmt.Errorf("%w: id %q at node %q", ErrMalformed, in.ID, node)
+	}
+	return in, nil
+}
+
+// stripProtected removes a protected-create prefix (_c_<uuid>-) from name.
+func stripProtected(name string) string {
+	const uuidLen = 36
+	rest, ok := strings.CutPrefix(name, resilience.ProtectedPrefix)
+	if !ok || len(rest) < uuidLen+1 || rest[uuidLen] != '-' {
+		return name
+	}
+	return rest[uuidLen+1:]
+}
+
+func sequenceNumber(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // URISpec is curator-x-discovery's UriSpec: a template of literal and

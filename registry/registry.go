@@ -7,12 +7,70 @@
 // after its session expires, with its latest Update, and is restored if
 // someone else deletes it. A Cache follows one service's instances through
 // watches, resyncs after a reconnect or a new session so no change is
-// missed, and skips (and reports) nodes whose data is not an instance. A
-// Provider picks instances from a cache: round-robin, random or sticky,
-// with filters and a down-list for instances that failed.
+// missed, and skips (and reports) nodes whose data is not an instance, or
+// whose name and id disagree with their path. A Provider picks instances
+// from a cache: round-robin, random or sticky, with filters and a down-list
+// for instances that failed.
+//
+// # One node per id
+//
+// A registration never deletes or overwrites a node it did not create.
+// Unlike Curator, which deletes whatever node is at the path, Register
+// fails with an error wrapping ErrIDInUse (an *IDInUseError naming the path
+// and the node's owner session) when the path holds a node of another live
+// session, a persistent node (such as a Static instance Curator
+// registered), or a node another Registration of the same Session holds.
+// The only node it replaces is an ephemeral one left by an earlier session
+// of its own Session (one that session established before it was lost),
+// which it deletes and creates again at once. Two live registrants of one
+// id therefore never take the node from each other: the first keeps it and
+// the second is told.
+//
+// A Registration whose node is replaced by another session's node (someone
+// deleted it and another client registered the id) does not fight for it:
+// it stops keeping itself registered, closes Done, and Err, Update and
+// later restores return the *IDInUseError. An instance that restarts with
+// the same id (a rolling restart with ID = hostname) gets ErrIDInUse until
+// the old process's node is gone: at once if the old process closes its
+// session, else when its session expires. RegisterWait waits for that and
+// registers then.
+//
+// # Lost requests and replies
+//
+// A registration knows its node (path, creation zxid, version and, for an
+// ephemeral instance, owner session) and acts only on that node, so a write
+// retried after a lost request or reply never lands on someone else's node:
+//
+//   - Register (and re-registration after a new session, and the restore
+//     of a deleted node): after an outcome the Session cannot prove (an
+//     error wrapping resilience.ErrOutcomeUnknown) the registry looks at
+//     the path. An ephemeral node of this session there is its own and is
+//     made to hold its data; no node means none of its own survives, and
+//     it creates one (as it restores a deleted registration); another
+//     session's node gives ErrIDInUse. A persistent (Static, Permanent)
+//     node cannot be told apart from another client's with equal data, so
+//     Register of a persistent instance returns the error wrapping
+//     ErrOutcomeUnknown: look at the node before registering again.
+//   - Update reads its node and writes it conditionally on its version.
+//     After an unproved write it reads the node again: its own node
+//     holding its data means done; its own node holding other data (a
+//     later write by another client) gives the error wrapping
+//     ErrOutcomeUnknown and is left alone; a missing node is created again;
+//     a node created by someone else gives ErrIDInUse.
+//   - Unregister deletes its node conditionally on its version; a node at
+//     the path that it did not create is left alone. An unproved delete
+//     means its node is gone (resilience.Session.Delete's rule), so
+//     Unregister returns nil.
+//
+// ZooKeeper cannot make a write conditional on a node's creation zxid:
+// between the registration's read of its node and its versioned write,
+// another client deleting the node and creating one at the same version
+// could still be written; the registration syncs its server before the
+// read to keep that window to one round trip.
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +88,40 @@ import (
 
 // ErrUnregistered is returned by Update and Unregister after Unregister.
 var ErrUnregistered = errors.New("registry: unregistered")
+
+// ErrClosed is what a Registration's Err returns after its Registry's
+// Close.
+var ErrClosed = errors.New("registry: closed")
+
+// ErrIDInUse means an instance's path holds a node this registration did
+// not create and may not replace. Errors wrapping it are *IDInUseError.
+var ErrIDInUse = errors.New("registry: instance id in use")
+
+// IDInUseError says whose node holds an instance's path.
+type IDInUseError struct {
+	Path string
+	// Owner is the session owning the node (0 for a persistent node).
+	Owner int64
+	// Czxid is the node's creation zxid (0 when another Registration of
+	// the same Session holds the path: it may not have a node yet).
+	Czxid int64
+	// Local is true when the holder is another Registration through the
+	// same Session.
+	Local bool
+}
+
+func (e *IDInUseError) Error() string {
+	switch {
+	case e.Local:
+		return fmt.Sprintf("%v: %s is held by another registration through the same session 0x%x", ErrIDInUse, e.Path, e.Owner)
+	case e.Owner == 0:
+		return fmt.Sprintf("%v: %s is a persistent node this registration did not create (czxid 0x%x)", ErrIDInUse, e.Path, e.Czxid)
+	}
+	return fmt.Sprintf("%v: %s is an ephemeral node of live session 0x%x (czxid 0x%x)", ErrIDInUse, e.Path, e.Owner, e.Czxid)
+}
+
+// Unwrap makes errors.Is(err, ErrIDInUse) true.
+func (e *IDInUseError) Unwrap() error { return ErrIDInUse }
 
 // Option configures a Registry.
 type Option func(*options)
@@ -64,6 +156,25 @@ type Registry struct {
 	// rebuiltFor is the session whose rebuild step last ended with every
 	// registration written. It is set before rebuilt is closed.
 	rebuiltFor int64
+
+	// own holds every session id the Session has had since New (and those
+	// registrations were created on): an ephemeral node owned by one of
+	// them, other than the current one, was left by this client.
+	ownMu    sync.Mutex
+	own      map[int64]struct{}
+	unlisten func()
+}
+
+// claims maps a Session and an instance path to the Registration holding
+// it, so two registrations through one Session never share a node.
+var claims = struct {
+	sync.Mutex
+	m map[claimKey]*Registration
+}{m: map[claimKey]*Registration{}}
+
+type claimKey struct {
+	s *resilience.Session
+	p string
 }
 
 // New returns a registry under base (for example "/services"). It
@@ -87,26 +198,58 @@ func New(s *resilience.Session, base string, opts ...Option) (*Registry, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Registry{s: s, base: base, opts: o, tel: tel, regs: make(map[*Registration]struct{}), rebuilt: make(chan struct{})}
+	r := &Registry{s: s, base: base, opts: o, tel: tel, regs: make(map[*Registration]struct{}), rebuilt: make(chan struct{}),
+		own: map[int64]struct{}{}}
+	r.unlisten = s.AddListener(func(t resilience.Transition) {
+		r.noteOwn(t.OldSessionID)
+		r.noteOwn(t.SessionID)
+	})
+	r.noteOwn(s.SessionID())
 	r.rebuild = s.OnNewSession("registry "+base, r.reregister)
 	return r, nil
 }
 
+func (r *Registry) noteOwn(sid int64) {
+	if sid == 0 {
+		return
+	}
+	r.ownMu.Lock()
+	r.own[sid] = struct{}{}
+	r.ownMu.Unlock()
+}
+
+func (r *Registry) isOwn(sid int64) bool {
+	if sid != 0 && sid == r.s.SessionID() {
+		return true // the listener may not have seen it yet
+	}
+	r.ownMu.Lock()
+	defer r.ownMu.Unlock()
+	_, ok := r.own[sid]
+	return ok
+}
+
 // Close stops re-registering this registry's instances on new sessions and
 // stops restoring them. It does not unregister them: ephemeral ones go with
-// the session.
+// the session. Their Done channels are closed and Err returns ErrClosed.
 func (r *Registry) Close() {
 	r.rebuild()
+	r.unlisten()
 	r.mu.Lock()
 	regs := r.regs
 	r.regs = map[*Registration]struct{}{}
 	r.mu.Unlock()
 	for reg := range regs {
 		reg.stop()
+		reg.release()
+		reg.end(ErrClosed)
 	}
 }
 
 func (r *Registry) servicePath(name string) string { return path.Join(r.base, name) }
+
+func (r *Registry) instancePath(inst Instance) string {
+	return path.Join(r.servicePath(inst.Name), inst.ID)
+}
 
 // Registration is one registered instance.
 type Registration struct {
@@ -118,8 +261,13 @@ type Registration struct {
 	gen      uint64 // bumped by every Update
 	nodePath string // where the node is (sequential ids get a suffix)
 	sid      int64  // the session the node was last created on
+	czxid    int64  // the node's creation zxid; 0 when it has none known
+	version  int32  // the node's data version after our last write
 	done     bool   // Unregister was called: no more writes
 	gone     bool   // Unregister removed the node
+	ended    chan struct{}
+	err      error // why ended was closed
+	claim    *claimKey
 
 	// writing is held by one write (or Unregister) at a time, so that an
 	// Update, a restore and a re-registration never create two nodes, and
@@ -133,7 +281,9 @@ type Registration struct {
 
 // Register publishes inst at <base>/<name>/<id> and returns its
 // registration. An empty ServiceType means Dynamic; a zero
-// RegistrationTimeUTC is set to now.
+// RegistrationTimeUTC is set to now. If the path holds a node this
+// registration may not replace (see the package documentation), it fails
+// with an *IDInUseError (errors.Is(err, ErrIDInUse)) and changes nothing.
 func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, error) {
 	if err := inst.validate(); err != nil {
 		return nil, err
@@ -147,12 +297,19 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	}
 	ctx, span := r.tel.start(ctx, "zkrecipes.registry.register", inst)
 	defer span.End()
-	reg := &Registration{r: r, inst: inst, data: data, writing: make(chan struct{}, 1)}
+	reg := &Registration{r: r, inst: inst, data: data, writing: make(chan struct{}, 1), ended: make(chan struct{})}
 	reg.ctx, reg.cancel = context.WithCancel(context.Background())
-	if err := reg.write(ctx, true); err != nil {
+	fail := func(err error) (*Registration, error) {
 		reg.cancel()
+		reg.release()
 		span.RecordError(err)
 		return nil, err
+	}
+	if err := reg.takeClaim(); err != nil {
+		return fail(err)
+	}
+	if err := reg.write(ctx); err != nil {
+		return fail(err)
 	}
 	r.mu.Lock()
 	r.regs[reg] = struct{}{}
@@ -163,6 +320,97 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 		go reg.guard()
 	}
 	return reg, nil
+}
+
+// RegisterWait is Register that, while the path holds another live
+// session's ephemeral node (ErrIDInUse with a non-zero Owner, as during a
+// rolling restart that reuses the id), waits for that node to go and then
+// registers. It gives up when ctx ends, and returns at once any other
+// error, including ErrIDInUse for a persistent node or one held through
+// the same Session.
+func (r *Registry) RegisterWait(ctx context.Context, inst Instance) (*Registration, error) {
+	for {
+		reg, err := r.Register(ctx, inst)
+		var inUse *IDInUseError
+		if !errors.As(err, &inUse) || inUse.Owner == 0 || inUse.Local {
+			return reg, err
+		}
+		ok, st, ch, xerr := r.s.ExistsW(ctx, inUse.Path)
+		if xerr != nil {
+			return nil, xerr
+		}
+		if ok && st.Czxid == inUse.Czxid {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+}
+
+func (g *Registration) takeClaim() error {
+	if g.inst.ServiceType == DynamicSequential {
+		return nil // every node has a name of its own
+	}
+	k := claimKey{g.r.s, g.r.instancePath(g.inst)}
+	claims.Lock()
+	defer claims.Unlock()
+	if _, held := claims.m[k]; held {
+		return &IDInUseError{Path: k.p, Owner: g.r.s.SessionID(), Local: true}
+	}
+	claims.m[k] = g
+	g.claim = &k
+	return nil
+}
+
+// release gives up the registration's claim on its path.
+func (g *Registration) release() {
+	claims.Lock()
+	defer claims.Unlock()
+	if g.claim != nil && claims.m[*g.claim] == g {
+		delete(claims.m, *g.claim)
+	}
+	g.claim = nil
+}
+
+// end closes Done with err, once.
+func (g *Registration) end(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err == nil {
+		g.err = err
+		close(g.ended)
+	}
+}
+
+// Done is closed when the registration stops keeping its instance
+// registered: after Unregister, after its Registry's Close, or when another
+// session's node took its path (Err says which).
+func (g *Registration) Done() <-chan struct{} { return g.ended }
+
+// Err is nil while the registration is kept; after Done is closed it is
+// ErrUnregistered, ErrClosed or the *IDInUseError that ended it.
+func (g *Registration) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// lose ends a registration whose path another node took: it stops
+// guarding and re-registering, and gives up its claim. The node there is
+// left alone.
+func (g *Registration) lose(err error) {
+	g.mu.Lock()
+	g.czxid = 0
+	g.mu.Unlock()
+	g.cancel()
+	g.r.mu.Lock()
+	delete(g.r.regs, g)
+	g.r.mu.Unlock()
+	g.release()
+	g.end(err)
+	g.r.s.Logger().Warn("registry: another session's node took this registration's path; not registering it any more", "error", err)
 }
 
 // Instance returns the registered instance as last written.
@@ -180,7 +428,9 @@ func (g *Registration) Path() string {
 }
 
 // Update replaces the registered instance (same name and id). The latest
-// Update is what a re-registration after expiry publishes.
+// Update is what a re-registration after expiry publishes. After a lost
+// request or reply it returns nil only when its node holds the new data;
+// see the package documentation for the other answers.
 func (g *Registration) Update(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
@@ -189,6 +439,10 @@ func (g *Registration) Update(ctx context.Context, inst Instance) error {
 	if g.done {
 		g.mu.Unlock()
 		return ErrUnregistered
+	}
+	if lost, ok := g.err.(*IDInUseError); ok {
+		g.mu.Unlock()
+		return lost
 	}
 	if inst.Name != g.inst.Name || inst.ID != g.inst.ID || inst.ServiceType != g.inst.ServiceType {
 		g.mu.Unlock()
@@ -205,59 +459,46 @@ func (g *Registration) Update(ctx context.Context, inst Instance) error {
 	g.inst, g.data = inst, data
 	g.gen++
 	g.mu.Unlock()
-	return g.write(ctx, false)
+	return g.write(ctx)
 }
 
-// write makes the node hold the latest data: create it (createFirst) or
-// set it, falling back to the other when the node is missing or already
-// there, and go again if an Update came in meanwhile.
-func (g *Registration) write(ctx context.Context, createFirst bool) error {
+// errGone says the registration's node is no longer there.
+var errGone = errors.New("registry: node gone")
+
+// write makes the registration's node hold the latest data: set its own
+// node when it has one on the current session (or a persistent one), else
+// create it; and go again if an Update came in meanwhile.
+func (g *Registration) write(ctx context.Context) error {
 	if err := g.lockWrites(ctx); err != nil {
 		return err
 	}
 	defer g.unlockWrites()
 	s := g.r.s
-	if g.sidIs(s.SessionID()) && g.Path() != "" {
-		// An earlier write already made the node on this session (an
-		// Update that beat the re-registration, say): set it, and create
-		// only if it is gone, or a sequential instance would get a second
-		// node.
-		createFirst = false
-	}
 	for {
 		g.mu.Lock()
-		inst, data, gen, p, done := g.inst, g.data, g.gen, g.nodePath, g.done
+		inst, data, gen, p, czxid, sid, done, lost := g.inst, g.data, g.gen, g.nodePath, g.czxid, g.sid, g.done, g.err
 		g.mu.Unlock()
 		if done {
 			return ErrUnregistered
 		}
+		if lost, ok := lost.(*IDInUseError); ok {
+			return lost
+		}
 		var err error
-		if p == "" || createFirst {
-			sid := s.SessionID()
-			p, err = g.create(ctx, inst, data)
-			if errors.Is(err, zk.ErrNodeExists) {
-				g.setPath(inst)
-				if ok, st, xerr := s.Exists(ctx, g.Path()); xerr == nil && ok && inst.ephemeral() && st.EphemeralOwner != s.SessionID() {
-					// Another session's node (an older registration of
-					// this id): replace it, as Curator does.
-					_ = s.Delete(ctx, g.Path(), -1)
-					continue
-				}
-				// Ours (a concurrent write made it first): set our data.
-				createFirst = false
-				continue
-			}
-			if err == nil {
+		if czxid != 0 && (!inst.ephemeral() || sid == s.SessionID()) {
+			err = g.setNode(ctx, p, data, czxid)
+			if errors.Is(err, errGone) {
 				g.mu.Lock()
-				g.nodePath, g.sid = p, sid
+				g.czxid = 0
 				g.mu.Unlock()
+				continue
 			}
 		} else {
-			_, err = s.Set(ctx, p, data, -1)
-			if errors.Is(err, zk.ErrNoNode) {
-				createFirst = true
-				continue
-			}
+			err = g.createNode(ctx, inst, data)
+		}
+		var inUse *IDInUseError
+		if errors.As(err, &inUse) && g.registered() {
+			g.lose(inUse)
 		}
 		if err != nil {
 			return err
@@ -268,21 +509,160 @@ func (g *Registration) write(ctx context.Context, createFirst bool) error {
 		if !again {
 			return nil
 		}
-		createFirst = false
 	}
 }
 
-func (g *Registration) setPath(inst Instance) {
+// registered reports whether Register has returned this registration.
+func (g *Registration) registered() bool {
+	g.r.mu.Lock()
+	defer g.r.mu.Unlock()
+	_, ok := g.r.regs[g]
+	return ok
+}
+
+// mine records p as the registration's node.
+func (g *Registration) mine(p string, st *zk.Stat) {
 	g.mu.Lock()
-	if g.nodePath == "" {
-		g.nodePath = path.Join(g.r.servicePath(inst.Name), inst.ID)
-	}
+	g.nodePath, g.sid, g.czxid, g.version = p, st.EphemeralOwner, st.Czxid, st.Version
 	g.mu.Unlock()
+	g.r.noteOwn(st.EphemeralOwner)
+}
+
+// look syncs the session's server and reads p.
+func (g *Registration) look(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
+	s := g.r.s
+	if err := s.Sync(ctx, "/"); err != nil {
+		return nil, nil, err
+	}
+	return s.Get(ctx, p)
+}
+
+// createNode creates the registration's node, deciding by who owns the
+// node already at the path, if any.
+func (g *Registration) createNode(ctx context.Context, inst Instance, data []byte) error {
+	s := g.r.s
+	for {
+		created, err := g.create(ctx, inst, data)
+		if err == nil {
+			ok, st, err := s.Exists(ctx, created)
+			switch {
+			case err != nil:
+				return err
+			case !ok:
+				continue // deleted at once by someone else: restore it
+			case inst.ephemeral() && (st.EphemeralOwner == 0 || !g.r.isOwn(st.EphemeralOwner)):
+				// Replaced at once by another session's node.
+				return &IDInUseError{Path: created, Owner: st.EphemeralOwner, Czxid: st.Czxid}
+			}
+			g.mine(created, st)
+			return nil
+		}
+		unknown := errors.Is(err, resilience.ErrOutcomeUnknown)
+		if inst.ServiceType == DynamicSequential {
+			if unknown {
+				// No node with this create's name is there: if one was
+				// made, someone removed it. Make one.
+				continue
+			}
+			return err
+		}
+		if !unknown && !errors.Is(err, zk.ErrNodeExists) {
+			return err
+		}
+		if unknown && !inst.ephemeral() {
+			return err // a persistent node of ours looks like anyone's
+		}
+		p := g.r.instancePath(inst)
+		got, st, err := g.look(ctx, p)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue // none of ours survives: create it
+		case err != nil:
+			return err
+		case inst.ephemeral() && st.EphemeralOwner != 0 && st.EphemeralOwner == s.SessionID():
+			// This session's node at the path this registration claims:
+			// an earlier try of its own made it.
+			g.mine(p, st)
+			if !bytes.Equal(got, data) {
+				err := g.setNode(ctx, p, data, st.Czxid)
+				if errors.Is(err, errGone) {
+					continue
+				}
+				return err
+			}
+			return nil
+		case inst.ephemeral() && st.EphemeralOwner != 0 && g.r.isOwn(st.EphemeralOwner):
+			// Left by an earlier session of this client: replace it.
+			err := s.Delete(ctx, p, st.Version)
+			if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, resilience.ErrOutcomeUnknown) {
+				return err
+			}
+			s.Logger().Info("registry: replaced a node left by an earlier session of this client", "path", p, "session", fmt.Sprintf("0x%x", st.EphemeralOwner))
+			continue
+		default:
+			return &IDInUseError{Path: p, Owner: st.EphemeralOwner, Czxid: st.Czxid}
+		}
+	}
+}
+
+// setNode writes data to the registration's node p (created at czxid),
+// conditionally on the version it reads. It returns errGone when the node
+// is not there and an *IDInUseError when the node there is not its own.
+func (g *Registration) setNode(ctx context.Context, p string, data []byte, czxid int64) error {
+	s := g.r.s
+	for {
+		got, st, err := g.look(ctx, p)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return errGone
+		case err != nil:
+			return err
+		case st.Czxid != czxid:
+			return g.notMine(p, st)
+		case bytes.Equal(got, data):
+			g.mine(p, st)
+			return nil
+		}
+		nst, err := s.Set(ctx, p, data, st.Version)
+		switch {
+		case err == nil:
+			g.mine(p, nst)
+			return nil
+		case errors.Is(err, zk.ErrBadVersion), errors.Is(err, zk.ErrNoNode):
+			continue // someone wrote or removed it meanwhile: look again
+		case !errors.Is(err, resilience.ErrOutcomeUnknown):
+			return err
+		}
+		got, st, rerr := g.look(ctx, p)
+		switch {
+		case errors.Is(rerr, zk.ErrNoNode):
+			return errGone
+		case rerr != nil:
+			return rerr
+		case st.Czxid != czxid:
+			return g.notMine(p, st)
+		case bytes.Equal(got, data):
+			g.mine(p, st)
+			return nil
+		}
+		return fmt.Errorf("registry: %s holds other data, written after this update by another client (left alone): %w", p, err)
+	}
+}
+
+// notMine is what a node at p created at another zxid than the
+// registration's means: an ephemeral node of this client's own sessions
+// is dealt with by createNode (errGone sends the write there); any other
+// is someone else's.
+func (g *Registration) notMine(p string, st *zk.Stat) error {
+	if g.Instance().ephemeral() && st.EphemeralOwner != 0 && g.r.isOwn(st.EphemeralOwner) {
+		return errGone
+	}
+	return &IDInUseError{Path: p, Owner: st.EphemeralOwner, Czxid: st.Czxid}
 }
 
 func (g *Registration) create(ctx context.Context, inst Instance, data []byte) (string, error) {
 	s := g.r.s
-	p := path.Join(g.r.servicePath(inst.Name), inst.ID)
+	p := g.r.instancePath(inst)
 	var flags int32
 	switch inst.ServiceType {
 	case Dynamic:
@@ -315,6 +695,8 @@ func (g *Registration) createSequential(ctx context.Context, inst Instance, data
 
 // guard restores the node if someone else deletes it while the session
 // lives; re-registration on a new session is the registry's rebuild step.
+// When another session's node takes the path, the write finds out and
+// ends the registration (see lose).
 func (g *Registration) guard() {
 	defer g.wg.Done()
 	s := g.r.s
@@ -331,7 +713,7 @@ func (g *Registration) guard() {
 				// The rebuild for this session ran before Register had
 				// listed us (our node was created on the session before):
 				// create it here.
-				if err := g.write(g.ctx, true); err != nil {
+				if err := g.write(g.ctx); err != nil {
 					select {
 					case <-g.ctx.Done():
 						return
@@ -350,7 +732,7 @@ func (g *Registration) guard() {
 			continue
 		}
 		p := g.Path()
-		ok, _, ch, err := s.ExistsW(g.ctx, p)
+		ok, st, ch, err := s.ExistsW(g.ctx, p)
 		if err != nil {
 			if g.ctx.Err() != nil || errors.Is(err, resilience.ErrClosed) {
 				return
@@ -362,12 +744,22 @@ func (g *Registration) guard() {
 			}
 			continue
 		}
-		if !ok && g.sidIs(s.SessionID()) {
-			// Deleted by someone else while our session lives: restore it
-			// (a sequential instance gets a new node, with a new name).
-			if err := g.write(g.ctx, true); err == nil {
+		if g.sidIs(s.SessionID()) && (!ok || !g.czxidIs(st.Czxid)) {
+			// Deleted (or replaced) while our session lives: restore it if
+			// the path is free (a sequential instance gets a new node, with
+			// a new name); write ends the registration if another
+			// session's node holds it.
+			err := g.write(g.ctx)
+			if err == nil && !ok {
 				g.r.tel.restored.Add(context.Background(), 1)
 				s.Logger().Info("registry: restored a deleted registration", "path", g.Path())
+			}
+			if err != nil {
+				select {
+				case <-g.ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
 			continue
 		}
@@ -383,6 +775,12 @@ func (g *Registration) sidIs(sid int64) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.sid == sid
+}
+
+func (g *Registration) czxidIs(z int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.czxid == z
 }
 
 func (g *Registration) stop() {
@@ -402,9 +800,12 @@ func (g *Registration) lockWrites(ctx context.Context) error {
 func (g *Registration) unlockWrites() { <-g.writing }
 
 // Unregister removes the instance and stops keeping it registered. It is
-// not restored or re-registered afterwards. If removing the node fails (ctx
-// ended, say), calling Unregister again retries it; once the node is gone it
-// returns ErrUnregistered.
+// not restored or re-registered afterwards. It deletes only the
+// registration's own node (by creation zxid and version): a node someone
+// else made at the path is left alone, and an unproved delete after a lost
+// request or reply means the node is gone. If removing the node fails (ctx
+// ended, say), calling Unregister again retries it; once the node is gone
+// it returns ErrUnregistered.
 func (g *Registration) Unregister(ctx context.Context) error {
 	g.mu.Lock()
 	if g.gone {
@@ -423,14 +824,41 @@ func (g *Registration) Unregister(ctx context.Context) error {
 		return err
 	}
 	defer g.unlockWrites()
-	err := g.r.s.Delete(ctx, g.Path(), -1)
-	if err == nil || errors.Is(err, zk.ErrNoNode) {
-		g.mu.Lock()
-		g.gone = true
-		g.mu.Unlock()
-		return nil
+	if err := g.deleteNode(ctx); err != nil {
+		return err
 	}
-	return err
+	g.mu.Lock()
+	g.gone = true
+	g.mu.Unlock()
+	g.release()
+	g.end(ErrUnregistered)
+	return nil
+}
+
+func (g *Registration) deleteNode(ctx context.Context) error {
+	s := g.r.s
+	g.mu.Lock()
+	p, czxid := g.nodePath, g.czxid
+	g.mu.Unlock()
+	for czxid != 0 {
+		_, st, err := g.look(ctx, p)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return nil
+		case err != nil:
+			return err
+		case st.Czxid != czxid && (!g.Instance().ephemeral() || st.EphemeralOwner == 0 || !g.r.isOwn(st.EphemeralOwner)):
+			return nil // not ours: ours is gone
+		}
+		err = s.Delete(ctx, p, st.Version)
+		switch {
+		case err == nil, errors.Is(err, zk.ErrNoNode), errors.Is(err, resilience.ErrOutcomeUnknown):
+			return nil
+		case !errors.Is(err, zk.ErrBadVersion):
+			return err
+		}
+	}
+	return nil
 }
 
 // reregister is the rebuild step: after a new session, re-create every
@@ -462,6 +890,7 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
+		lost int
 	)
 	for _, g := range regs {
 		sem <- struct{}{}
@@ -469,7 +898,16 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := g.write(ctx, true); err != nil && !errors.Is(err, ErrUnregistered) {
+			err := g.write(ctx)
+			switch {
+			case err == nil, errors.Is(err, ErrUnregistered):
+			case errors.Is(err, ErrIDInUse):
+				// Another session registered this id meanwhile: the
+				// registration has ended (Done); nothing to retry.
+				mu.Lock()
+				lost++
+				mu.Unlock()
+			default:
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", g.Path(), err))
 				mu.Unlock()
@@ -477,6 +915,6 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 		}()
 	}
 	wg.Wait()
-	r.tel.reregistered.Add(context.Background(), int64(len(regs)-len(errs)))
+	r.tel.reregistered.Add(context.Background(), int64(len(regs)-len(errs)-lost))
 	return errors.Join(errs...)
 }
