@@ -146,6 +146,11 @@ func band(n int) float64 { return max(bandH, 9*float64(n)) }
 // css is the style sheet shared by both outputs.
 func (m *model) css() string {
 	var b strings.Builder
+	// both styles a data class and its legend swatch, which gets a class of
+	// its own so that counting "violation" elements counts only data.
+	both := func(class, body string) {
+		b.WriteString(`.tl .` + class + `{` + body + `}.tl .sw-` + class + `{` + body + `}`)
+	}
 	b.WriteString(`.tl text{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;font-size:11px;fill:#1e293b}`)
 	b.WriteString(`.tl .title{font-size:17px;font-weight:700;fill:#0f172a}`)
 	b.WriteString(`.tl .note{font-size:12px;fill:#334155}`)
@@ -157,21 +162,21 @@ func (m *model) css() string {
 	b.WriteString(`.tl .lane-bg{fill:#f1f5f9}`)
 	b.WriteString(`.tl .lane-label{font-size:12px;font-weight:600;fill:#0f172a}`)
 	b.WriteString(`.tl .empty{font-size:13px;fill:#94a3b8}`)
-	b.WriteString(`.tl .fault{fill:` + colorFault + `;fill-opacity:.2;stroke:#64748b;stroke-opacity:.55;stroke-width:1;stroke-dasharray:3 2}`)
+	both(`fault`, `fill:`+colorFault+`;fill-opacity:.2;stroke:#64748b;stroke-opacity:.55;stroke-width:1;stroke-dasharray:3 2`)
 	b.WriteString(`.tl .fault-label{font-size:10px;fill:#334155}`)
 	b.WriteString(`.tl .span{stroke:#ffffff;stroke-width:.4;stroke-opacity:.7}`)
-	b.WriteString(`.tl .stepdown{fill:url(#tl-hatch);stroke:#0f172a;stroke-width:.6}`)
+	both(`stepdown`, `fill:url(#tl-hatch);stroke:#0f172a;stroke-width:.6`)
 	b.WriteString(`.tl .stepdown-label{font-size:9px;font-weight:700;fill:#ffffff;stroke:#0f172a;stroke-width:2.2px;paint-order:stroke}`)
-	b.WriteString(`.tl .violation{fill:` + colorViolation + `;fill-opacity:.25;stroke:` + colorViolation + `;stroke-width:2}`)
+	both(`violation`, `fill:`+colorViolation+`;fill-opacity:.25;stroke:`+colorViolation+`;stroke-width:2`)
 	b.WriteString(`.tl .violation-tick{fill:` + colorViolation + `}`)
 	b.WriteString(`.tl .violation-label{font-size:11px;font-weight:700;fill:#b91c1c;stroke:#ffffff;stroke-width:3px;paint-order:stroke}`)
 	// Every known kind (the legend swatches need them), then the others.
 	for _, k := range knownKinds {
-		b.WriteString(`.tl .` + m.class[k.kind] + `{fill:` + k.color + `}`)
+		both(m.class[k.kind], `fill:`+k.color)
 	}
 	for _, k := range m.kinds {
 		if c := m.class[k]; strings.HasPrefix(c, "k-x") {
-			b.WriteString(`.tl .` + c + `{fill:` + m.color[k] + `}`)
+			both(c, `fill:`+m.color[k])
 		}
 	}
 	return b.String()
@@ -382,7 +387,7 @@ func (m *model) writePlot(o w, l layout, ox, oy float64) {
 		o.s(`</path>`)
 		if v.label != "" {
 			lbl := truncate(v.label, 60)
-			if px+x1+4+textWidth(lbl, fontNormal) <= px+m.width || x0 < m.width/2 {
+			if x1+4+textWidth(lbl, fontNormal)*1.12 <= m.width || x0 < m.width/2 { // bold: wider
 				o.text("violation-label", px+x1+4, y0+13, "", lbl, tip)
 			} else {
 				o.text("violation-label", px+x0-4, y0+13, "end", lbl, tip)
@@ -537,17 +542,18 @@ func (m *model) writeSVG(o0 *bufio.Writer) {
 	o.s("\n</svg>\n")
 }
 
-// swatch draws a legend swatch; its elements carry the class "swatch" so
-// that they are not mistaken for data.
+// swatch draws a legend swatch. Its classes are "swatch sw-<class>", never
+// the data class itself, so that a document with no violations has no
+// element of class "violation" (and likewise for spans and faults).
 func (m *model) swatch(o w, class string, x, y, wd, h float64) {
 	switch class {
 	case "stepdown":
-		o.rect(m.class[KindLock]+" swatch", x, y, wd, h, "", "")
-		o.rect("stepdown swatch", x, y, wd, h, "", "")
+		o.rect("swatch sw-"+m.class[KindLock], x, y, wd, h, "", "")
+		o.rect("swatch sw-stepdown", x, y, wd, h, "", "")
 	case "violation":
-		o.rect("violation swatch", x+1, y+1, wd-2, h-2, "", "")
+		o.rect("swatch sw-violation", x+1, y+1, wd-2, h-2, "", "")
 	default:
-		o.rect(class+" swatch", x, y, wd, h, "", "")
+		o.rect("swatch sw-"+class, x, y, wd, h, "", "")
 	}
 }
 

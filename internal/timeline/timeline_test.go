@@ -268,6 +268,26 @@ func TestEscaping(t *testing.T) {
 	}
 }
 
+// TestNoViolationNoRed: a clean run has no element of class "violation"
+// at all (legend included), so a caller counting them sees zero.
+func TestNoViolationNoRed(t *testing.T) {
+	tl := sample()
+	tl.Violations = nil
+	svg, html := render(t, tl)
+	for name, doc := range map[string][]byte{"svg": svg, "html": html} {
+		for _, e := range parse(t, doc) {
+			if e.has("violation") || e.has("span") || e.has("fault") {
+				if e.has("swatch") {
+					t.Errorf("%s: legend swatch %v carries a data class", name, e.attr)
+				}
+			}
+			if e.has("violation") {
+				t.Errorf("%s: element %v of class violation in a run without violations", name, e.attr)
+			}
+		}
+	}
+}
+
 func TestEmpty(t *testing.T) {
 	for _, tl := range []*Timeline{{}, {Title: "only a title", Notes: []string{"nothing happened"}}, {Start: t0}, {End: t0}} {
 		svg, html := render(t, tl)
@@ -293,7 +313,7 @@ func TestViolationIsRedAndOnTop(t *testing.T) {
 			style = e.text
 		}
 	}
-	if !strings.Contains(style, ".tl .violation{fill:"+colorViolation) || !strings.Contains(style, "stroke:"+colorViolation) {
+	if !strings.Contains(style, ".tl .violation{fill:"+colorViolation) || !strings.Contains(style, "stroke:"+colorViolation+";") {
 		t.Errorf("violations are not styled red: %q", style)
 	}
 	lastSpan := 0
