@@ -22,23 +22,35 @@ func clientFault(kind string) bool {
 	return false
 }
 
-// victim picks whom a fault hits: half the time the client whose current
-// holding has the longest still to go (a fault aimed at a holder is what
-// tests its step-down), otherwise any client.
+// victim picks whom a fault hits. Three times in four it is a holder, of
+// the lock, the semaphore and the leadership in turn: preferably one with
+// at least 2 s of its holding still to go (waiting up to 2.5 s for one),
+// which a partition past the session timeout outlasts, so that a holder
+// that did not step down would still hold when the ensemble hands its
+// resource on. Otherwise it is any client (waiters, services, the cache).
 func (su *suite) victim() *client {
-	if su.rng.IntN(2) == 0 {
-		var best *client
+	if su.rng.IntN(4) == 0 {
+		return su.clients[su.rng.IntN(len(su.clients))]
+	}
+	res := []string{resLock, resSemaphore, resTerm}[su.aimed%3]
+	su.aimed++
+	var best *client
+	for deadline := time.Now().Add(2500 * time.Millisecond); su.ctx.Err() == nil; time.Sleep(5 * time.Millisecond) {
+		best = nil
 		var left time.Duration
 		for who, a := range su.led.holders() {
-			if l := time.Until(a.plannedEnd); best == nil || l > left {
+			if l := time.Until(a.plannedEnd); a.res == res && (best == nil || l > left) {
 				best, left = su.byName[who], l
 			}
 		}
-		if best != nil {
-			return best
+		if left >= 2*time.Second || time.Now().After(deadline) {
+			break
 		}
 	}
-	return su.clients[su.rng.IntN(len(su.clients))]
+	if best == nil {
+		best = su.clients[su.rng.IntN(len(su.clients))]
+	}
+	return best
 }
 
 // inject runs one fault of kind (for client faults, against v; for server
@@ -47,28 +59,34 @@ func (su *suite) victim() *client {
 // the end of the schedule still lasts its time.
 func (su *suite) inject(kind string, v *client) {
 	ctx := su.ctx
-	srv := ens.Server(v.server)
+	i := v.serverIndex()
+	if i < 0 {
+		i = su.rng.IntN(3)
+	}
+	srv := ens.Server(i)
 	rec := faultRec{kind: kind, start: time.Now()}
 	switch kind {
 	case "drop":
 		rec.target = v.name
-		v.proxy.DropConnections()
+		v.link.DropConnections()
 	case "short-blackhole":
 		rec.target = v.name
-		v.proxy.Blackhole()
+		v.link.Blackhole()
 		sleep(ctx, sessionTimeout/3)
-		v.proxy.Heal()
+		v.link.Heal()
 	case "long-blackhole":
 		rec.target = v.name
-		v.proxy.Blackhole()
+		v.link.Blackhole()
 		sleep(ctx, 2*sessionTimeout)
-		v.proxy.Heal()
+		v.link.Heal()
 	case "latency":
 		d := time.Duration(50+su.rng.IntN(200)) * time.Millisecond
 		rec.target = fmt.Sprintf("%s (+%v each way)", v.name, d)
-		v.proxy.SetLatency(d)
+		for i := range ens.Servers() {
+			v.link.Proxy(i).SetLatency(d)
+		}
 		sleep(ctx, sessionTimeout)
-		v.proxy.Heal()
+		v.link.Heal()
 	case "server-restart":
 		rec.target = fmt.Sprintf("zk%d (%s's server)", srv.ID(), v.name)
 		_ = srv.Kill()
@@ -183,7 +201,14 @@ func (su *suite) unrecovered(obs *resilience.Session) []string {
 		p, sid := sv.reg.Path(), sv.c.s.SessionID()
 		if ok, st, err := obs.Exists(ctx, p); p == "" || sid == 0 || err != nil || !ok || st.EphemeralOwner != sid {
 			missing = append(missing, sv.c.name)
+			continue
 		}
+		now, cur := time.Now(), sv.c.s.SessionID() // not under c.mu, which the session's listener takes
+		sv.c.mu.Lock()
+		if sv.c.regSince.IsZero() && cur == sid {
+			sv.c.regSince = now // for the timeline: seen back
+		}
+		sv.c.mu.Unlock()
 	}
 	sort.Strings(missing)
 	return missing

@@ -93,18 +93,31 @@ type config struct {
 	beforeLiveCheck, afterLiveCheck func(su *suite)
 }
 
-// client is one process's worth of ZooKeeper use: a session behind a proxy
-// of its own, so faults can hit it alone.
+// client is one process's worth of ZooKeeper use: a session with a network
+// path of its own to every server (a zktest.Link), so faults can hit it
+// alone, and it can move to another server when its own goes.
 type client struct {
-	name   string
-	role   string // locker, sem, elector, service, cache
-	server int
-	proxy  *zktest.Proxy
-	s      *resilience.Session
+	name string
+	role string // locker, sem, elector, service, cache
+	link *zktest.Link
+	s    *resilience.Session
 
 	mu                     sync.Mutex
 	suspendedAt, lostAt    time.Time
+	regSince               time.Time // a service's node known present on its current session since
 	suspensions, lossCount int
+}
+
+// serverIndex returns the index of the server c is (or was last) connected
+// to, or -1.
+func (c *client) serverIndex() int {
+	addr := c.s.Server()
+	for i, a := range c.link.Addrs() {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
 }
 
 type suite struct {
@@ -121,6 +134,7 @@ type suite struct {
 	byName  map[string]*client
 	regs    []*service
 
+	aimed       int // faults aimed at holders so far
 	fmu         sync.Mutex
 	faults      []faultRec
 	recoveryBad []string
@@ -132,15 +146,15 @@ type faultRec struct {
 	start, end   time.Time
 }
 
-func (su *suite) newClient(name, role string, server int) *client {
+func (su *suite) newClient(name, role string) *client {
 	t := su.t
-	p, err := zktest.NewProxy(ens.Server(server).DirectAddr())
+	l, err := ens.NewLink()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
-	s := testkit.Connect(t, []string{p.Addr()}, resilience.WithSessionTimeout(sessionTimeout))
-	c := &client{name: name, role: role, server: server, proxy: p, s: s}
+	t.Cleanup(func() { l.Close() })
+	s := testkit.Connect(t, l.Addrs(), resilience.WithSessionTimeout(sessionTimeout))
+	c := &client{name: name, role: role, link: l, s: s}
 	s.AddListener(func(tr resilience.Transition) { su.sessionState(c, tr) })
 	su.clients = append(su.clients, c)
 	su.byName[name] = c
@@ -158,6 +172,12 @@ func (su *suite) sessionState(c *client, tr resilience.Transition) {
 			c.suspendedAt = time.Time{}
 		}
 	}
+	endRegistered := func() {
+		if !c.regSince.IsZero() {
+			su.tl.AddSpan(c.name, timeline.Span{Kind: timeline.KindRegistered, Start: c.regSince, End: tr.Time, Label: "until " + tr.To.String()})
+			c.regSince = time.Time{}
+		}
+	}
 	switch tr.To {
 	case resilience.Suspended:
 		c.suspendedAt = tr.Time
@@ -166,10 +186,14 @@ func (su *suite) sessionState(c *client, tr resilience.Transition) {
 		endSuspended()
 	case resilience.Lost:
 		endSuspended()
+		endRegistered()
 		c.lostAt = tr.Time
 		c.lossCount++
 	case resilience.Connected, resilience.Closed:
 		endSuspended()
+		if tr.To == resilience.Closed {
+			endRegistered()
+		}
 		if !c.lostAt.IsZero() {
 			su.tl.AddSpan(c.name, timeline.Span{Kind: timeline.KindLost, Start: c.lostAt, End: tr.Time, Label: fmt.Sprintf("%s (%s), then %s", tr.Cause, fmt.Sprintf("%#x", tr.OldSessionID), tr.To)})
 			c.lostAt = time.Time{}
@@ -228,7 +252,7 @@ func workerRNG(seed uint64, name string) *rand.Rand {
 // lockers contend for one mutex.
 func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
-		c := su.newClient(fmt.Sprintf("locker%d", i), "locker", i%3)
+		c := su.newClient(fmt.Sprintf("locker%d", i), "locker")
 		m, err := lock.NewMutex(c.s, su.base+"/lock")
 		if err != nil {
 			su.t.Fatal(err)
@@ -252,7 +276,7 @@ func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 
 func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
-		c := su.newClient(fmt.Sprintf("sem%d", i), "sem", (i+1)%3)
+		c := su.newClient(fmt.Sprintf("sem%d", i), "sem")
 		sem, err := lock.NewSemaphore(c.s, su.base+"/sem", semSize)
 		if err != nil {
 			su.t.Fatal(err)
@@ -276,7 +300,7 @@ func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
 
 func (su *suite) electors(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
-		c := su.newClient(fmt.Sprintf("elector%d", i), "elector", (i+2)%3)
+		c := su.newClient(fmt.Sprintf("elector%d", i), "elector")
 		e, err := election.New(c.s, su.base+"/election", c.name)
 		if err != nil {
 			su.t.Fatal(err)
@@ -307,7 +331,7 @@ type service struct {
 // cache.
 func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
-		c := su.newClient(fmt.Sprintf("service%d", i), "service", i%3)
+		c := su.newClient(fmt.Sprintf("service%d", i), "service")
 		r, err := registry.New(c.s, su.base+"/services")
 		if err != nil {
 			su.t.Fatal(err)
@@ -318,6 +342,9 @@ func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 			su.t.Fatal(err)
 		}
 		su.regs = append(su.regs, &service{c, r, reg})
+		c.mu.Lock()
+		c.regSince = time.Now()
+		c.mu.Unlock()
 		if i == 0 && su.cfg.bugs.registryClosed {
 			r.Close() // the bug: nothing keeps this registration any more
 			continue
