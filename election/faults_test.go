@@ -419,6 +419,7 @@ func TestCancellationMatrix(t *testing.T) {
 
 	// Cancelled at points through its first steps (join, check, wait),
 	// with and without a leader ahead.
+	won, cancelled := 0, 0
 	for _, contended := range []bool{false, true} {
 		var lead *Term
 		if contended {
@@ -434,20 +435,26 @@ func TestCancellationMatrix(t *testing.T) {
 			cancel()
 			switch {
 			case err == nil && !contended:
+				won++
 				_ = term.Resign(ctx) // won before the cancel
 			case err == nil:
 				t.Fatalf("Campaign won while the rival leads")
 			case !errors.Is(err, context.Canceled):
 				t.Fatalf("Campaign cancelled after %v: %v, want context.Canceled", d, err)
+			default:
+				cancelled++
 			}
-			if got := nodesOf(t, obs, p, s.SessionID()); len(got) != 0 {
-				t.Fatalf("Campaign cancelled after %v (contended %v) left %v", d, contended, got)
-			}
+			// A create the cancel overtook completes on the ensemble and is
+			// then removed by the session: wait for that, with a deadline.
+			testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("Campaign cancelled after %v (contended %v) leaves no node", d, contended), func() bool {
+				return len(nodesOf(t, obs, p, s.SessionID())) == 0
+			})
 		}
 		if lead != nil {
 			_ = lead.Resign(ctx)
 		}
 	}
+	t.Logf("campaigns cancelled part way: %d failed with context.Canceled, %d won first", cancelled, won)
 
 	// Cancelled while waiting behind a leader.
 	lead, err := rival.Campaign(ctx)
