@@ -113,8 +113,8 @@ type stamp struct {
 	at  time.Time
 }
 
-// receive waits for n stamps on ch.
-func receive(t testing.TB, what string, ch <-chan stamp, n int) []stamp {
+// receive waits for n stamps on ch, passing each to each as it comes.
+func receive(t testing.TB, what string, ch <-chan stamp, n int, each ...func(stamp)) []stamp {
 	t.Helper()
 	var out []stamp
 	timeout := time.After(30 * time.Second)
@@ -122,6 +122,9 @@ func receive(t testing.TB, what string, ch <-chan stamp, n int) []stamp {
 		select {
 		case s := <-ch:
 			out = append(out, s)
+			for _, f := range each {
+				f(s)
+			}
 		case <-timeout:
 			t.Fatalf("%s: %d of %d calls returned within 30s (%v)", what, len(out), n, out)
 		}
@@ -388,13 +391,13 @@ func TestFaultMatrix(t *testing.T) {
 			goStamp(entered, "member 3 on w", func() error { return dms[2].Enter(ctx) })
 		})
 		later("DoubleBarrier-enter", func(t *testing.T) {
-			for _, s := range receive(t, "Enter", entered, 3) {
+			receive(t, "Enter", entered, 3, func(s stamp) {
 				if s.err != nil {
 					t.Errorf("%s: Enter: %v", s.who, s.err)
 				} else if s.at.Before(thirdAt) {
 					t.Errorf("%s entered at %s, before the third member arrived at %s", s.who, s.at.Format("15:04:05.000"), thirdAt.Format("15:04:05.000"))
 				}
-			}
+			})
 			left := make(chan stamp, 3)
 			var mu sync.Mutex
 			var lastCall time.Time
