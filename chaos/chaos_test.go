@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/timeline"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
 
@@ -79,16 +80,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	res := run(t, cfg)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"chaos-timeline.html", "chaos-timeline.svg"} {
-		p := filepath.Join(dir, name)
-		if err := res.tl.WriteFile(p); err != nil {
-			t.Errorf("writing the timeline: %v", err)
-			continue
-		}
-		files = append(files, p)
+	var err error
+	if files, err = writeTimeline(res.tl, dir); err != nil {
+		t.Errorf("writing the timeline: %v", err)
 	}
 	for _, k := range violationKinds {
 		if list := res.violations[k]; len(list) > 0 {
@@ -98,4 +92,21 @@ func TestChaos(t *testing.T) {
 	for _, f := range res.unmet {
 		t.Errorf("not exercised: %s", f)
 	}
+}
+
+// writeTimeline writes tl as dir/chaos-timeline.html and .svg and returns
+// the paths written.
+func writeTimeline(tl *timeline.Timeline, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, name := range []string{"chaos-timeline.html", "chaos-timeline.svg"} {
+		p := filepath.Join(dir, name)
+		if err := tl.WriteFile(p); err != nil {
+			return files, err
+		}
+		files = append(files, p)
+	}
+	return files, nil
 }

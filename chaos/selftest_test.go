@@ -70,13 +70,16 @@ func TestCheckerCatchesBrokenLock(t *testing.T) {
 		schedule: aimAtLongHolding(t, resLock),
 	}, vLock)
 
-	// The run's timeline shows it.
-	dir := t.TempDir()
-	for _, name := range []string{"chaos-timeline.svg", "chaos-timeline.html"} {
-		p := filepath.Join(dir, name)
-		if err := res.tl.WriteFile(p); err != nil {
-			t.Fatal(err)
-		}
+	// The run's timeline, written as TestChaos writes it, shows it.
+	files, err := writeTimeline(res.tl, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 {
+		t.Fatalf("timeline files %v, want the .html and the .svg", files)
+	}
+	for _, p := range files {
+		name := filepath.Base(p)
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)

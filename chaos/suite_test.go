@@ -36,15 +36,17 @@ type band struct {
 	lo, hi time.Duration
 }
 
-// The holding mixes. Short holdings keep the handoff volume high (queue
-// ordering, many watches firing); the middle band spans the short faults
-// and the detection of a dead link (2/3 T); the long band outlasts the
-// session timeout (T = 1.5 s), so a holder partitioned at its start is
-// still holding, if it ignores its loss, when the ensemble has expired its
-// session and handed the resource on.
+// The holding mixes. Short holdings (55%) keep the handoff volume high
+// (queue ordering, many watches firing); the middle band (30%) spans the
+// short faults and the detection of a dead link (2/3 T); the long band
+// (15%) outlasts the session timeout (T = 1.5 s), so a holder partitioned
+// at its start is still holding, if it ignores its loss, when the ensemble
+// has expired its session and handed the resource on. Terms are fewer (one
+// leader at a time), so their long band is larger (20%) for as many
+// chances to catch a leader that does not step down.
 var (
 	holdMix = []band{{0.55, 5 * time.Millisecond, 50 * time.Millisecond}, {0.30, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.15, 1600 * time.Millisecond, 4 * time.Second}}
-	termMix = []band{{0.50, 20 * time.Millisecond, 300 * time.Millisecond}, {0.35, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.15, 1600 * time.Millisecond, 4 * time.Second}}
+	termMix = []band{{0.45, 20 * time.Millisecond, 300 * time.Millisecond}, {0.35, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.20, 1600 * time.Millisecond, 4 * time.Second}}
 )
 
 // longHold is where the bugs start: holdings planned at least this long
@@ -249,6 +251,16 @@ func workerRNG(seed uint64, name string) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, h))
 }
 
+// acquireCtx is the context of one acquisition: one in four gives up after
+// 20–400 ms (a cancelled acquisition must leave no node in the queue, which
+// the live orphan check sees), the others wait as long as the run lasts.
+func (su *suite) acquireCtx(rng *rand.Rand) (context.Context, context.CancelFunc) {
+	if rng.IntN(4) == 0 {
+		return context.WithTimeout(su.ctx, time.Duration(20+rng.IntN(380))*time.Millisecond)
+	}
+	return context.WithCancel(su.ctx)
+}
+
 // lockers contend for one mutex.
 func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
@@ -262,7 +274,9 @@ func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 		go func() {
 			defer wg.Done()
 			for su.ctx.Err() == nil {
-				l, err := m.Lock(su.ctx)
+				actx, cancel := su.acquireCtx(rng)
+				l, err := m.Lock(actx)
+				cancel()
 				if err != nil {
 					continue
 				}
@@ -286,7 +300,9 @@ func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
 		go func() {
 			defer wg.Done()
 			for su.ctx.Err() == nil {
-				l, err := sem.Acquire(su.ctx)
+				actx, cancel := su.acquireCtx(rng)
+				l, err := sem.Acquire(actx)
+				cancel()
 				if err != nil {
 					continue
 				}
@@ -326,9 +342,9 @@ type service struct {
 	reg *registry.Registration
 }
 
-// registrations registers one instance per service client and keeps
-// updating its payload, so the registrations' contents change under the
-// cache.
+// registrations registers one instance per service client and, but for
+// the last, keeps updating its payload, so the registrations' contents
+// change under the cache.
 func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
 		c := su.newClient(fmt.Sprintf("service%d", i), "service")
@@ -347,6 +363,11 @@ func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 		c.mu.Unlock()
 		if i == 0 && su.cfg.bugs.registryClosed {
 			r.Close() // the bug: nothing keeps this registration any more
+			continue
+		}
+		if i == n-1 {
+			// The last one is never updated: an Update re-creates a missing
+			// node, which would hide a rebuild that does not happen.
 			continue
 		}
 		rng := workerRNG(su.cfg.seed, c.name)
