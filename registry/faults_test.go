@@ -126,6 +126,9 @@ func TestFaultMatrix(t *testing.T) {
 		defer cache.Close()
 		prov := NewProvider(cache)
 		testkit.WaitFor(t, 20*time.Second, "the cache loads", func() bool { return len(cache.Instances()) == 4 })
+		if got := prov.Instances(); len(got) != 4 {
+			t.Fatalf("Provider.Instances() before the fault = %v", ports(got))
+		}
 
 		// Updates just before the fault.
 		if err := dyn.Update(ctx, instance("svc", "c-dyn", 2)); err != nil {
