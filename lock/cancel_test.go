@@ -177,7 +177,8 @@ func TestCancellationMatrix(t *testing.T) {
 				}
 			}
 
-			// Cancelled while waiting.
+			// Cancelled as soon as its node is queued: in the tail of the
+			// join or in the wait, whichever it is in by then.
 			wctx, cancel := context.WithCancel(ctx)
 			errc := start(wctx, c)
 			testkit.WaitFor(t, 10*time.Second, "the client to wait in "+c.waitDir, func() bool { return wOwns(c.waitDir) > 0 })
@@ -185,7 +186,9 @@ func TestCancellationMatrix(t *testing.T) {
 			wantErr(t, "cancelled while waiting", errc, context.Canceled)
 			noneLeft(t, c, "cancelled while waiting")
 
-			// A deadline that passes while waiting.
+			// A deadline that passes while waiting, well into the wait
+			// (this step is the one that catches a wait that does not
+			// leave on cancellation).
 			dctx, dcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 			errc = start(dctx, c)
 			testkit.WaitFor(t, 10*time.Second, "the client to wait in "+c.waitDir+" before its deadline", func() bool {

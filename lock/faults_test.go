@@ -73,6 +73,7 @@ func nodeOf(h holding) string {
 // saw the end (or decided to release), in every checker it counts for.
 type contender struct {
 	who      string
+	cell     string        // the matrix row, for messages (set and read by the test goroutine only)
 	acquired chan struct{} // closed when the acquisition returned
 	ended    chan struct{} // closed once the holding ended and was recorded, or the acquisition failed
 	stop     chan struct{}
@@ -152,10 +153,10 @@ func (k *contender) waitHeld(t testing.TB, d time.Duration) {
 	select {
 	case <-k.acquired:
 	case <-time.After(d):
-		t.Fatalf("%s: not acquired after %v", k.who, d)
+		t.Fatalf("%s: %s not acquired after %v", k.cell, k.who, d)
 	}
 	if k.err != nil {
-		t.Fatalf("%s: %v", k.who, k.err)
+		t.Fatalf("%s: %s: %v", k.cell, k.who, k.err)
 	}
 }
 
@@ -166,7 +167,7 @@ func (k *contender) release(t testing.TB) {
 	select {
 	case <-k.ended:
 	case <-time.After(settleWait):
-		t.Fatalf("%s: did not end within %v of its release", k.who, settleWait)
+		t.Fatalf("%s: %s did not end within %v of its release", k.cell, k.who, settleWait)
 	}
 }
 
@@ -467,6 +468,11 @@ func TestFaultMatrix(t *testing.T) {
 		cells = append(cells, fx.rwCells(t)...)
 		cells = append(cells, fx.semCells(t)...)
 		cells = append(cells, fx.multiCells(t)...)
+		for _, cl := range cells {
+			for _, k := range append(append([]*contender{cl.mine}, cl.others...), cl.keep...) {
+				k.cell = cl.name
+			}
+		}
 
 		var mu sync.Mutex
 		var suspended, lostSeen bool
@@ -625,6 +631,7 @@ func finish(t *testing.T, fx *fixture, cl *cell, lost bool) {
 		k.release(t)
 	}
 	again := contend(fx.ctx, "c-again", cl.chks(), cl.again)
+	again.cell = cl.name
 	again.waitHeld(t, settleWait)
 	if err := alive(again.h); err != nil {
 		t.Errorf("%s: c's new holding after the fault is not alive: %v", cl.name, err)
