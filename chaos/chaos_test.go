@@ -16,6 +16,11 @@
 // violations.
 //
 //	go test ./chaos -run 'TestChaos$' -v -args -chaos.duration=10m -chaos.seed=7
+//
+// -chaos.bug=lock,semaphore,term makes the workloads' long holdings ignore
+// their loss signal, to watch the checker catch holders that do not step
+// down in a full run; the TestCheckerCatches tests give the checker one
+// failing input of every kind.
 package chaos
 
 import (

@@ -65,7 +65,7 @@ func aimAtLongHolding(t *testing.T, res string) func(su *suite, ctx context.Cont
 
 func TestCheckerCatchesBrokenLock(t *testing.T) {
 	res := selfTest(t, config{
-		duration: 20 * time.Second,
+		duration: 30 * time.Second, // the cap of the wait for a long holding
 		bugs:     bugs{lockIgnoresLoss: true},
 		schedule: aimAtLongHolding(t, resLock),
 	}, vLock)
@@ -123,7 +123,7 @@ func violationElements(r io.Reader) (int, error) {
 
 func TestCheckerCatchesBrokenSemaphore(t *testing.T) {
 	selfTest(t, config{
-		duration: 20 * time.Second,
+		duration: 30 * time.Second,
 		bugs:     bugs{semIgnoresLoss: true},
 		schedule: aimAtLongHolding(t, resSemaphore),
 	}, vSem)
@@ -131,7 +131,7 @@ func TestCheckerCatchesBrokenSemaphore(t *testing.T) {
 
 func TestCheckerCatchesTwoLeaders(t *testing.T) {
 	selfTest(t, config{
-		duration: 20 * time.Second,
+		duration: 30 * time.Second,
 		bugs:     bugs{leaderIgnoresLoss: true},
 		schedule: aimAtLongHolding(t, resTerm),
 	}, vLeaders)
