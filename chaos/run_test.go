@@ -51,6 +51,10 @@ var queues = []struct{ path, role string }{
 	{"/services/api", "service"},
 }
 
+// quietTail is how long the workloads run on without faults before the
+// end-of-run checks.
+const quietTail = 2 * time.Second
+
 // run runs the suite once: every workload, the schedule, then the checks.
 func run(t *testing.T, cfg config) *result {
 	started := time.Now()
@@ -111,9 +115,12 @@ func run(t *testing.T, cfg config) *result {
 	faultEnd := time.Now()
 
 	// Faults have stopped and every registration is back (the schedule
-	// waited for it); the workloads still run. Every node in the recipes'
+	// waited for it). The workloads run on for a quiet tail, so the
+	// registrations change after the caches' last resync; then, with the
+	// workloads still running, every node in the recipes'
 	// queues must belong to the current session of a client of that queue,
 	// at most one per client and queue.
+	sleep(ctx, quietTail)
 	if cfg.beforeLiveCheck != nil {
 		cfg.beforeLiveCheck(su)
 	}
