@@ -52,8 +52,11 @@ unit:
 bench: deps-zk
 	scripts/bench.sh
 
-## chaos: every recipe together under a seeded fault schedule, then the checker (make chaos DURATION=10m SEED=7)
-DURATION ?= 2m
-SEED     ?= 1
+## chaos: every recipe together under a seeded fault schedule, then the checker (make chaos DURATION=10m SEED=7);
+## the run's timeline goes to CHAOS_OUT (chaos-timeline.html and .svg), whose paths are printed last
+DURATION  ?= 2m
+SEED      ?= 1
+CHAOS_OUT ?= $(or $(TMPDIR),/tmp)/zkrecipes-chaos-$(SEED)
 chaos: deps-zk
-	$(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./chaos/ -args -chaos.duration=$(DURATION) -chaos.seed=$(SEED)
+	@status=0; $(GO) test -count=1 -timeout 0 -run 'TestChaos$$' -v ./chaos/ -args -chaos.duration=$(DURATION) -chaos.seed=$(SEED) -chaos.out=$(CHAOS_OUT) || status=$$?; \
+	echo "timeline: $(CHAOS_OUT)/chaos-timeline.html"; echo "timeline: $(CHAOS_OUT)/chaos-timeline.svg"; exit $$status

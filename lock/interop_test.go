@@ -1,6 +1,7 @@
 package lock
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -174,7 +175,9 @@ func TestInteropWithCuratorAndKazoo(t *testing.T) {
 	waitChildren(t, gs, p, 0, 10*time.Second)
 }
 
-// Curator's read-write lock and ours share one queue.
+// Curator's read-write lock and ours share one queue: a Curator reader
+// shares with a Go reader and keeps Go's writer waiting until it leaves;
+// Go's writer keeps Curator's writer out until it releases.
 func TestInteropRWLockWithCurator(t *testing.T) {
 	needZK(t)
 	cur := interop.Curator(t)
@@ -185,7 +188,7 @@ func TestInteropRWLockWithCurator(t *testing.T) {
 	gs := connect(t, ens.Addrs())
 	p := lockPath(t)
 	rw, _ := NewRWMutex(gs, p)
-	// Java reads; Go reads alongside; Go's writer waits for both.
+	// Java reads; Go reads alongside; Go's writer may not get in.
 	if _, _, err := cur.RWLockAcquire(ctx, "c1", p, "read", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -193,32 +196,67 @@ func TestInteropRWLockWithCurator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Go reader next to a Curator reader: %v", err)
 	}
-	if _, err := rw.TryLock(ctx); err == nil {
-		t.Fatal("Go writer got in next to a Curator reader")
+	if l, err := rw.TryLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Errorf("Go writer next to a Curator reader: %v, want ErrLocked", err)
+		if err == nil {
+			_ = l.Release(ctx)
+		}
 	}
-	_ = r.Release(ctx)
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Go's writer queues behind the Curator reader and waits for it.
+	type acq struct {
+		l   *Lease
+		at  time.Time
+		err error
+	}
+	wgot := make(chan acq, 1)
+	go func() {
+		l, err := rw.Lock(ctx)
+		wgot <- acq{l, time.Now(), err}
+	}()
+	waitChildren(t, gs, p, 2, 20*time.Second) // Curator's reader, Go's writer
+	var w acq
+	early := false
+	select {
+	case w = <-wgot:
+		early = true
+		t.Errorf("Go writer acquired at %v while the Curator reader held (err %v)", w.at, w.err)
+	case <-time.After(300 * time.Millisecond):
+	}
 	released, err := cur.RWLockRelease(ctx, "c1", p, "read")
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := rw.Lock(ctx)
-	if err != nil {
+	if !early {
+		w = <-wgot
+	}
+	if w.err != nil {
+		t.Fatal(w.err)
+	}
+	// Both times are the realtime clock: Curator's taken just before its
+	// release, ours just after Lock returned.
+	if !w.at.After(released) {
+		t.Errorf("Go writer acquired at %d, before the Curator reader released at %d", w.at.UnixNano(), released.UnixNano())
+	}
+	// Java's writer waits for Go's: its bounded attempt times out.
+	if _, _, err := cur.RWLockAcquire(ctx, "c1", p, "write", 300*time.Millisecond); !errors.Is(err, interop.ErrTimeout) {
+		t.Errorf("Curator writer while Go's writer held: %v, want a timeout", err)
+		if err == nil {
+			_, _ = cur.RWLockRelease(ctx, "c1", p, "write")
+		}
+	}
+	if err := w.l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if time.Now().Before(released) {
-		t.Fatal("writer before the reader left")
-	}
-	// Java's writer waits for Go's.
-	if _, _, err := cur.RWLockAcquire(ctx, "c1", p, "write", 300*time.Millisecond); err == nil {
-		t.Fatal("Curator writer got in while Go's writer held")
-	}
-	_ = w.Release(ctx)
 	if _, _, err := cur.RWLockAcquire(ctx, "c1", p, "write", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cur.RWLockRelease(ctx, "c1", p, "write"); err != nil {
 		t.Fatal(err)
 	}
+	waitChildren(t, gs, p, 0, 10*time.Second)
 }
 
 // Curator's InterProcessSemaphoreV2 and our Semaphore count the same leases.
@@ -240,11 +278,17 @@ func TestInteropSemaphoreWithCurator(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second of two leases: %v", err)
 	}
-	if _, err := sem.TryAcquire(ctx); err == nil {
-		t.Fatal("a third lease out of two")
+	if l, err := sem.TryAcquire(ctx); !errors.Is(err, ErrLocked) {
+		t.Errorf("a third lease out of two: %v, want ErrLocked", err)
+		if err == nil {
+			_ = l.Release(ctx)
+		}
 	}
-	if _, _, err := cur.SemaphoreAcquire(ctx, "c1", p, 2, 300*time.Millisecond); err == nil {
-		t.Fatal("Curator took a third lease out of two")
+	if id, _, err := cur.SemaphoreAcquire(ctx, "c1", p, 2, 300*time.Millisecond); !errors.Is(err, interop.ErrTimeout) {
+		t.Errorf("Curator asking for a third lease out of two: %v, want a timeout", err)
+		if err == nil {
+			_, _ = cur.SemaphoreRelease(ctx, "c1", id)
+		}
 	}
 	if _, err := cur.SemaphoreRelease(ctx, "c1", lease); err != nil {
 		t.Fatal(err)

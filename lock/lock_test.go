@@ -244,14 +244,18 @@ func TestHolderStepsDownBeforeNextHolder(t *testing.T) {
 				t.Errorf("a lost lease's guarded write applied: %q", d)
 			}
 			_ = waiterS.Delete(context.Background(), res, -1)
+			// Release after loss returns at once with the loss itself: it
+			// needs no ZooKeeper round trip, so it works with a context that
+			// has already ended, and returns the lease's own cause.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
 			start := time.Now()
-			if err := l.Release(ctxT(t, 10*time.Second)); !errors.Is(err, ErrLeaseLost) {
-				t.Errorf("Release after loss: %v, want ErrLeaseLost", err)
+			err = l.Release(done)
+			took := time.Since(start)
+			if !errors.Is(err, ErrLeaseLost) || err != l.Err() {
+				t.Errorf("Release after loss: %v, want the lease's cause %v", err, l.Err())
 			}
-			if time.Since(start) > time.Second {
-				t.Errorf("Release after loss took %v", time.Since(start))
-			}
-			t.Logf("stepped down %v before the next holder", acquired.Sub(steppedDown))
+			t.Logf("stepped down %v before the next holder; Release after loss took %v", acquired.Sub(steppedDown), took)
 		})
 	}
 }
@@ -298,20 +302,38 @@ func TestSuspendLossRemovesNodeOnReconnect(t *testing.T) {
 // Mutual exclusion under faults: several sessions hammer one mutex while
 // connections drop, links blackhole past the session timeout and a server
 // restarts. Every holding interval, from acquisition to the moment the
-// holder learns it lost or calls Release, is checked for overlap.
+// holder learns it lost or calls Release, is checked for overlap. Most
+// holds are short, for many handoffs; before each fault on a server, the
+// next holder connected to it holds for twice the session timeout and the
+// fault is injected while it holds, so a holder that went on after losing
+// its lease would overlap its successor.
 func TestMutualExclusionUnderFaults(t *testing.T) {
 	needZK(t)
 	restore(t)
-	const workers = 5
+	const (
+		workers  = 5
+		timeout  = 1500 * time.Millisecond
+		longHold = 2 * timeout
+	)
 	p := lockPath(t)
 	var chk checker
 	var handoffs atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+
+	// armed is the index+1 of the server whose next holder holds long (0:
+	// none); that holder reports on claimed, and its lease's cause when
+	// the hold ends (nil if it ran its course) on done.
+	type longHolder struct {
+		who  string
+		done chan error
+	}
+	var armed atomic.Int32
+	claimed := make(chan *longHolder, 1)
 	for i := 0; i < workers; i++ {
-		srv := ens.Server(i % 3)
-		s := connect(t, []string{srv.Addr()}, resilience.WithSessionTimeout(1500*time.Millisecond))
+		srv := i % 3
+		s := connect(t, []string{ens.Server(srv).Addr()}, resilience.WithSessionTimeout(timeout))
 		m, _ := NewMutex(s, p)
 		wg.Add(1)
 		go func(who string) {
@@ -322,45 +344,87 @@ func TestMutualExclusionUnderFaults(t *testing.T) {
 					continue
 				}
 				start := time.Now()
+				hold := time.Millisecond
+				var lh *longHolder
+				if armed.CompareAndSwap(int32(srv+1), 0) {
+					hold = longHold
+					lh = &longHolder{who: who, done: make(chan error, 1)}
+					claimed <- lh
+				}
 				select {
 				case <-l.Done(): // lost
-				case <-time.After(time.Millisecond):
+				case <-time.After(hold):
 				}
 				end := time.Now()
+				if lh != nil {
+					lh.done <- l.Err()
+				}
 				if l.Err() == nil {
 					_ = l.Release(ctx)
 				}
 				chk.Add(who, start, end)
 				handoffs.Add(1)
 			}
-		}(fmt.Sprintf("worker%d", i))
+		}(fmt.Sprintf("worker%d@server%d", i, srv))
 	}
-	faults := []func(){
-		func() { ens.Server(0).Proxy().DropConnections() },
-		func() { ens.Server(1).Proxy().Blackhole() }, // past the timeout: expiry
-		func() { ens.Server(1).Proxy().Heal() },
-		func() { _ = ens.Server(2).Stop() },
-		func() { _ = ens.Server(2).Start(ctx) },
-		func() { ens.Server(0).Proxy().DropConnections() },
+	waitHandoffs := func(n int64, what string) {
+		t.Helper()
+		target := handoffs.Load() + n
+		deadline := time.Now().Add(60 * time.Second)
+		for handoffs.Load() < target {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d handoffs, want %d", what, handoffs.Load(), target)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
+	type fault struct {
+		name   string
+		target int // server whose holder holds across the fault; -1: none
+		do     func()
+	}
+	faults := []fault{
+		{"connections to server 0 dropped", 0, func() { ens.Server(0).Proxy().DropConnections() }},
+		{"server 1 blackholed past the timeout", 1, func() { ens.Server(1).Proxy().Blackhole() }},
+		{"server 1 healed", -1, func() { ens.Server(1).Proxy().Heal() }},
+		{"server 2 stopped", 2, func() { _ = ens.Server(2).Stop() }},
+		{"server 2 restarted", -1, func() { _ = ens.Server(2).Start(ctx) }},
+		{"connections to server 0 dropped again", 0, func() { ens.Server(0).Proxy().DropConnections() }},
+	}
+	began := time.Now()
+	spanned := 0
 	for _, f := range faults {
-		time.Sleep(2 * time.Second)
-		f()
+		waitHandoffs(50, "before "+f.name)
+		if f.target < 0 {
+			f.do()
+			continue
+		}
+		armed.Store(int32(f.target + 1))
+		var lh *longHolder
+		select {
+		case lh = <-claimed:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("before %s: no holder on server %d", f.name, f.target)
+		}
+		f.do()
+		spanned++
+		select {
+		case err := <-lh.done:
+			if !errors.Is(err, ErrLeaseLost) {
+				t.Errorf("%s while %s held: its hold ended with %v, want ErrLeaseLost", f.name, lh.who, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: %s still holding", f.name, lh.who)
+		}
 	}
 	// Keep going until enough handoffs happened after the last fault.
-	deadline := time.Now().Add(60 * time.Second)
-	for target := handoffs.Load() + 300; handoffs.Load() < target && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHandoffs(300, "after the faults")
 	cancel()
 	wg.Wait()
-	if n := handoffs.Load(); n < 300 {
-		t.Fatalf("only %d handoffs", n)
-	}
 	if v := chk.Violations(1); len(v) > 0 {
 		t.Fatalf("%d overlaps, first: %v", len(v), v[0])
 	}
-	t.Logf("%d handoffs without overlap", handoffs.Load())
+	t.Logf("%d handoffs without overlap in %v, %d of them held across a fault", handoffs.Load(), time.Since(began).Round(time.Millisecond), spanned)
 	// No orphans once every contender has stopped.
 	obs := connect(t, ens.Addrs())
 	waitChildren(t, obs, p, 0, 20*time.Second)

@@ -10,6 +10,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/zkrecipes/zkrecipes/internal/interop"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -49,7 +51,8 @@ func TestGroupMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := recipes.JoinGroup(ctx, connect(t, ens.Addrs()), p, "b", []byte("beta"))
+	sb := connect(t, ens.Addrs())
+	b, err := recipes.JoinGroup(ctx, sb, p, "b", []byte("beta"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +66,48 @@ func TestGroupMembership(t *testing.T) {
 	if err := ens.ExpireSession(ctx, old); err != nil {
 		t.Fatal(err)
 	}
+	// Back means: a's node, with its latest data, belongs to a's new
+	// session (read after a sync, so not an older view of the node the old
+	// session left), and the observer's view shows that data. The data
+	// alone could be the observer's stale view of the old session's node.
+	member := p + "/a"
 	deadline := time.Now().Add(20 * time.Second)
-	for string(b.Members()["a"]) != "alpha2" || sa.SessionID() == old {
+	for {
+		sid := sa.SessionID()
+		var owner int64
+		var data []byte
+		if sid != old {
+			if err := sb.Sync(ctx, member); err != nil {
+				t.Fatal(err)
+			}
+			if d, st, err := sb.Get(ctx, member); err == nil {
+				owner, data = st.EphemeralOwner, d
+			} else if !errors.Is(err, zk.ErrNoNode) {
+				t.Fatal(err)
+			}
+		}
+		if sid != old && owner == sid && string(data) == "alpha2" {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("member a not back with its latest data: %q", b.Members()["a"])
+			t.Fatalf("member a not back on its new session: session %#x (was %#x), node owner %#x, data %q, observer sees %q",
+				sid, old, owner, data, b.Members()["a"])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// The observer's view follows: it reports a's node of the new session.
+	sid := sa.SessionID()
+	for seen := false; !seen; {
+		select {
+		case e := <-b.Events():
+			seen = e.Node.Path == member && e.Node.Stat.EphemeralOwner == sid && string(e.Node.Data) == "alpha2" &&
+				(e.Type == recipes.NodeAdded || e.Type == recipes.NodeUpdated)
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("observer never reported a's node of session %#x; it sees %q", sid, b.Members()["a"])
+		}
+	}
+	if got := string(b.Members()["a"]); got != "alpha2" {
+		t.Errorf("observer sees member a as %q, want alpha2", got)
 	}
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)

@@ -253,14 +253,35 @@ func TestNodeCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(recipes.NodeRemoved)
-	// Children of a depth-0 cache are not followed.
+	// Children of a depth-0 cache are not followed. Two updates of the
+	// node after the child was created, the second made only once the
+	// first was reported, fence the check: a cache that descended would
+	// have read the child, on the child watch set when it read the node or
+	// in the refresh that reports the first update, before it reports the
+	// second.
 	if _, err := s.Create(ctx, p, nil, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Create(ctx, p+"/kid", nil, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	next(recipes.NodeAdded)
+	deadline := time.After(10 * time.Second)
+	for _, v := range []string{"v3", "v4"} {
+		if _, err := s.Set(ctx, p, []byte(v), -1); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			select {
+			case e := <-nc.Events():
+				if e.Node.Path != p {
+					t.Fatalf("depth-0 cache reported %v of %s", e.Type, e.Node.Path)
+				}
+				done = e.Type == recipes.NodeUpdated && string(e.Node.Data) == v
+			case <-deadline:
+				t.Fatalf("no update to %q reported", v)
+			}
+		}
+	}
 	if nc.Len() != 1 {
 		t.Fatalf("depth-0 cache holds %d nodes", nc.Len())
 	}

@@ -145,14 +145,23 @@ func TestScenarioQuorumLossPresumedExpiry(t *testing.T) {
 	if lost.Cause != CausePresumedExpired {
 		t.Fatalf("Lost cause %v, want presumed", lost.Cause)
 	}
+	// A leader elected when quorum returns gives every session it took
+	// over a full timeout from then, and it cannot be elected before the
+	// others start: so the ensemble itself would expire the old session
+	// no sooner than a timeout after quorumBack. The bound is the feature:
+	// the ephemeral going sooner shows the client closed that session.
+	quorumBack := time.Now()
 	startOthers(t, srv)
 	conn := rec.waitFor(t, 60*time.Second, "new session", to(Connected))
 	if conn.SessionID == id {
 		t.Fatal("presumed-lost session was reused")
 	}
-	// The old session would otherwise live a full timeout after quorum
-	// returned; closing it removes its ephemeral well before that.
-	waitGone(t, obs, eph, timeout/2)
+	left := time.Until(quorumBack.Add(timeout))
+	if left <= 0 {
+		t.Fatalf("quorum and the new session took %v, past the session timeout %v: the ephemeral's going would not tell closing from expiry", time.Since(quorumBack), timeout)
+	}
+	waitGone(t, obs, eph, left)
+	t.Logf("old session's ephemeral gone %v after quorum began to return (session timeout %v)", time.Since(quorumBack), timeout)
 	if want := []State{Suspended, Lost, Connected}; !reflect.DeepEqual(states(rec.all()), want) {
 		t.Fatalf("transitions %v, want %v", rec.all(), want)
 	}

@@ -269,14 +269,23 @@ func TestProxyLatency(t *testing.T) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 
+	// After Heal no delay is added. A delayed round trip can never take
+	// less than 2d, while an undelayed one may be slowed by a busy
+	// machine: so the check is that the fastest of several round trips
+	// beats 2d, which only a removed latency can do.
 	p.Heal()
-	start = time.Now()
-	if _, err := roundTrip(c, "fast", 5*time.Second); err != nil {
-		t.Fatal(err)
+	fastest := time.Duration(1<<63 - 1)
+	for range 5 {
+		start := time.Now()
+		if _, err := roundTrip(c, "fast", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		fastest = min(fastest, time.Since(start))
 	}
-	if rtt := time.Since(start); rtt >= 2*d {
-		t.Errorf("round trip after Heal took %v, want < %v", rtt, 2*d)
+	if fastest >= 2*d {
+		t.Errorf("fastest of 5 round trips after Heal took %v, want < %v: latency still applied", fastest, 2*d)
 	}
+	t.Logf("fastest round trip after Heal: %v (latency was %v each way)", fastest, d)
 }
 
 func TestProxySniffsSessions(t *testing.T) {

@@ -176,14 +176,22 @@ func TestStandaloneFaults(t *testing.T) {
 		if rtt := time.Since(start); rtt < 2*d {
 			t.Errorf("Get took %v with %v of latency each way, want >= %v", rtt, d, 2*d)
 		}
+		// After Heal no delay is added: a delayed Get can never take less
+		// than 2d, an undelayed one may be slowed by a busy machine, so the
+		// fastest of several Gets must beat 2d.
 		p.Heal()
-		start = time.Now()
-		if _, _, err := c.Get("/zktest"); err != nil {
-			t.Fatal(err)
+		fastest := time.Duration(1<<63 - 1)
+		for range 5 {
+			start := time.Now()
+			if _, _, err := c.Get("/zktest"); err != nil {
+				t.Fatal(err)
+			}
+			fastest = min(fastest, time.Since(start))
 		}
-		if rtt := time.Since(start); rtt >= 2*d {
-			t.Errorf("Get took %v after Heal, want < %v", rtt, 2*d)
+		if fastest >= 2*d {
+			t.Errorf("fastest of 5 Gets after Heal took %v, want < %v: latency still applied", fastest, 2*d)
 		}
+		t.Logf("fastest Get after Heal: %v (latency was %v each way)", fastest, d)
 		if got := c.SessionID(); got != id {
 			t.Fatalf("session changed from 0x%x to 0x%x", id, got)
 		}

@@ -238,6 +238,9 @@ func contend(t *testing.T, r *rig, lock string, first contender, waiters ...cont
 		r.waitChildren(t, lock, i+2)
 	}
 	queued := r.children(t, lock)
+	if len(queued) != len(waiters)+1 {
+		t.Fatalf("%s while %s holds it: %v, want %d nodes", lock, first, queued, len(waiters)+1)
+	}
 	t.Logf("%s while %s holds it: %v", lock, first, queued)
 	holds[0].released, err = first.d.MutexRelease(ctx, first.client, lock)
 	if err != nil {
@@ -328,8 +331,10 @@ func TestMutexKazooDefaultHonoursCurator(t *testing.T) {
 	}
 	if _, _, err := kz.MutexAcquire(r.ctx, "k1", "/interop/kazoo-blind", 5*time.Second, "extra="); err != nil {
 		t.Errorf("Kazoo without extra_lock_patterns waited for Curator's holder: %v", err)
+	} else if both := r.children(t, "/interop/kazoo-blind"); len(both) != 2 {
+		t.Errorf("Kazoo acquired next to Curator's holder, but the lock has nodes %v, want both", both)
 	} else {
-		t.Logf("as expected, Kazoo without extra_lock_patterns acquired while Curator held: %v", r.children(t, "/interop/kazoo-blind"))
+		t.Logf("as expected, Kazoo without extra_lock_patterns acquired while Curator held: %v", both)
 	}
 }
 
@@ -354,6 +359,10 @@ func TestCuratorIgnoresKazooDefaultLockNodes(t *testing.T) {
 	}
 	parts := must[string](t)(cur.Do(r.ctx, "mutex.participants", "c1", lock))
 	t.Logf("both hold %s: Kazoo %s, Curator %s; Curator's order: %s", lock, path.Base(knode), path.Base(cnode), parts)
+	// Curator orders Kazoo's node, which has no "lock-", after its own.
+	if order := strings.Fields(parts); len(order) != 2 || path.Base(order[0]) != path.Base(cnode) || path.Base(order[1]) != path.Base(knode) {
+		t.Errorf("Curator's order %q, want its own %s before Kazoo's %s", parts, path.Base(cnode), path.Base(knode))
+	}
 }
 
 func TestLeaderLatch(t *testing.T) {
@@ -374,7 +383,9 @@ func TestLeaderLatch(t *testing.T) {
 	}
 	leader, other := first.Client, map[string]string{"c1": "c2", "c2": "c1"}[first.Client]
 	r.waitChildren(t, latch, 2)
-	t.Logf("latch nodes: %v", r.children(t, latch))
+	if nodes := r.children(t, latch); len(nodes) != 2 {
+		t.Errorf("latch nodes %v, want one per participant", nodes)
+	}
 	for _, c := range []string{"c1", "c2"} {
 		has := must[bool](t)(cur.LatchHas(ctx, c))
 		if has != (c == leader) {
@@ -409,7 +420,10 @@ func TestLeaderLatch(t *testing.T) {
 	if id := must[string](t)(cur.LatchLeader(ctx, other)); id != ids[other] {
 		t.Errorf("leader = %q, want %q", id, ids[other])
 	}
-	t.Logf("after close: %v; events %v", r.children(t, latch), cur.EventLog())
+	// The closed latch's node is gone; the new leader's remains.
+	if nodes := r.children(t, latch); len(nodes) != 1 {
+		t.Errorf("after %s's latch closed: nodes %v, want only %s's", leader, nodes, other)
+	}
 }
 
 func TestDiscovery(t *testing.T) {
@@ -455,8 +469,10 @@ func TestDiscovery(t *testing.T) {
 	if err := json.Unmarshal(raw, &stored); err != nil {
 		t.Errorf("znode data is not JSON: %v", err)
 	}
+	// The driver's query output is Curator's serializer applied to what
+	// Curator read back: the znode's bytes, unchanged.
 	if !bytes.Equal(bytes.TrimSpace(out), append(append([]byte("["), raw...), ']')) {
-		t.Logf("query output differs from the znode bytes:\n%s\n%s", out, raw)
+		t.Errorf("query output differs from the znode bytes:\n%s\n%s", out, raw)
 	}
 
 	// A minimal instance, as a Go registry might write it.
@@ -468,8 +484,19 @@ func TestDiscovery(t *testing.T) {
 	if err := json.Unmarshal(must[[]byte](t)(cur.DiscoveryQuery(ctx, "c1", base, "echo")), &got); err != nil || len(got) != 2 {
 		t.Errorf("after a second registration: %v instances, %v", len(got), err)
 	}
-	raw2, _, _ := r.conn.Get(base + "/echo/echo-2")
-	t.Logf("minimal instance as Curator stored it: %s", raw2)
+	raw2, _, err := r.conn.Get(base + "/echo/echo-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored2 map[string]any
+	if err := json.Unmarshal(raw2, &stored2); err != nil {
+		t.Fatalf("minimal instance as Curator stored it: %s: %v", raw2, err)
+	}
+	for k, want := range map[string]any{"name": "echo", "id": "echo-2", "address": "10.0.0.8", "port": 9090.0, "serviceType": "DYNAMIC"} {
+		if stored2[k] != want {
+			t.Errorf("minimal instance as Curator stored it: %s = %v, want %v (%s)", k, stored2[k], want, raw2)
+		}
+	}
 
 	if err := cur.DiscoveryUnregister(ctx, "c1", base, "echo", "echo-1"); err != nil {
 		t.Fatal(err)
@@ -484,7 +511,9 @@ func TestDiscovery(t *testing.T) {
 	if err := json.Unmarshal(must[[]byte](t)(cur.DiscoveryQuery(ctx, "c1", base, "echo")), &got); err != nil || len(got) != 0 {
 		t.Errorf("after unregistering and closing: %v, %v", got, err)
 	}
-	t.Logf("layout: %s -> %v", base, r.children(t, base))
+	if got := r.children(t, base); len(got) != 1 || got[0] != "echo" {
+		t.Errorf("layout: %s -> %v, want one service node, echo", base, got)
+	}
 }
 
 func TestCounter(t *testing.T) {
@@ -527,13 +556,21 @@ func TestCounter(t *testing.T) {
 	if v := must[int32](t)(kz.CounterGet(ctx, "k1", "/interop/counter-unset-k")); v != 0 {
 		t.Errorf("unset counter via Kazoo = %d", v)
 	}
-	rc, _, _ := r.conn.Get("/interop/counter-unset-c")
-	rk, _, _ := r.conn.Get("/interop/counter-unset-k")
-	t.Logf("unset counter read by Curator leaves %x; by Kazoo leaves %x", rc, rk)
-	// Kazoo creates a missing counter empty; Curator's SharedCount cannot
-	// parse that.
-	_, err = cur.CounterGet(ctx, "c1", "/interop/counter-unset-k")
-	t.Logf("Curator reading the empty node Kazoo created: %v", err)
+	// Curator creates a missing counter with its seed, 0 as four bytes;
+	// Kazoo creates it empty, and Curator's SharedCount cannot parse that
+	// (see the package documentation).
+	rc, _, err := r.conn.Get("/interop/counter-unset-c")
+	if err != nil || !bytes.Equal(rc, []byte{0, 0, 0, 0}) {
+		t.Errorf("unset counter read by Curator leaves %x (%v), want 00000000", rc, err)
+	}
+	rk, _, err := r.conn.Get("/interop/counter-unset-k")
+	if err != nil || len(rk) != 0 {
+		t.Errorf("unset counter read by Kazoo leaves %x (%v), want an empty node", rk, err)
+	}
+	var ce *CommandError
+	if _, err = cur.CounterGet(ctx, "c1", "/interop/counter-unset-k"); !errors.As(err, &ce) || !strings.Contains(ce.Msg, "BufferUnderflowException") {
+		t.Errorf("Curator reading the empty node Kazoo created: %v, want a BufferUnderflowException", err)
+	}
 }
 
 // TestCuratorSemaphoreAndRWLock exercises the Curator-only lock commands
@@ -550,8 +587,15 @@ func TestCuratorSemaphoreAndRWLock(t *testing.T) {
 	if _, _, err := cur.SemaphoreAcquire(ctx, "c3", sem, 2, 200*time.Millisecond); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("third lease of two: err = %v, want ErrTimeout", err)
 	}
-	t.Logf("semaphore layout: %s -> %v; leases -> %v; locks -> %v", sem, r.children(t, sem),
-		r.children(t, sem+"/leases"), r.children(t, sem+"/locks"))
+	// InterProcessSemaphoreV2's layout, which our Semaphore shares: a
+	// mutex under locks, one "...-lease-<seq>" node per lease under leases
+	// (the timed-out third took its node away).
+	if got := r.children(t, sem); len(got) != 2 || got[0] != "leases" || got[1] != "locks" {
+		t.Errorf("semaphore layout: %s -> %v, want [leases locks]", sem, got)
+	}
+	if got := r.children(t, sem+"/leases"); len(got) != 2 || !strings.Contains(got[0], "-lease-") || !strings.Contains(got[1], "-lease-") {
+		t.Errorf("semaphore leases: %v, want two lease- nodes", got)
+	}
 	type acq struct {
 		lease string
 		at    time.Time
@@ -584,7 +628,19 @@ func TestCuratorSemaphoreAndRWLock(t *testing.T) {
 		node, at, err := cur.RWLockAcquire(ctx, "c3", rw, "write", 10*time.Second)
 		writer <- acq{node, at, err}
 	}()
-	t.Logf("rwlock layout with two readers and a writer waiting: %v", r.waitChildren(t, rw, 3))
+	// Curator's read-write lock nodes, which our RWMutex uses too.
+	var reads, writes int
+	for _, n := range r.waitChildren(t, rw, 3) {
+		switch {
+		case strings.Contains(n, "__READ__"):
+			reads++
+		case strings.Contains(n, "__WRIT__"):
+			writes++
+		}
+	}
+	if reads != 2 || writes != 1 {
+		t.Errorf("rwlock layout with two readers and a writer waiting: %v, want two __READ__ nodes and one __WRIT__", r.children(t, rw))
+	}
 	r1 := must[time.Time](t)(cur.RWLockRelease(ctx, "c1", rw, "read"))
 	r2 := must[time.Time](t)(cur.RWLockRelease(ctx, "c2", rw, "read"))
 	w := <-writer

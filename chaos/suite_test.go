@@ -1,0 +1,397 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zkrecipes/zkrecipes/election"
+	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/timeline"
+	"github.com/zkrecipes/zkrecipes/lock"
+	"github.com/zkrecipes/zkrecipes/registry"
+	"github.com/zkrecipes/zkrecipes/resilience"
+	"github.com/zkrecipes/zkrecipes/zktest"
+)
+
+// Resources, as holdings name them.
+const (
+	resLock      = "lock"
+	resSemaphore = "semaphore"
+	resTerm      = "term"
+)
+
+const semSize = 2
+
+// band is one class of holding durations: a share of the holdings, drawn
+// uniformly from [lo, hi).
+type band struct {
+	share  float64
+	lo, hi time.Duration
+}
+
+// The holding mixes. Short holdings (55%) keep the handoff volume high
+// (queue ordering, many watches firing); the middle band (30%) spans the
+// short faults and the detection of a dead link (2/3 T); the long band
+// (15%) outlasts the session timeout (T = 1.5 s), so a holder partitioned
+// at its start is still holding, if it ignores its loss, when the ensemble
+// has expired its session and handed the resource on. Terms are fewer (one
+// leader at a time), so their long band is larger (20%) for as many
+// chances to catch a leader that does not step down.
+var (
+	holdMix = []band{{0.55, 5 * time.Millisecond, 50 * time.Millisecond}, {0.30, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.15, 1600 * time.Millisecond, 4 * time.Second}}
+	termMix = []band{{0.45, 20 * time.Millisecond, 300 * time.Millisecond}, {0.35, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.20, 1600 * time.Millisecond, 4 * time.Second}}
+)
+
+// longHold is where the bugs start: holdings planned at least this long
+// ignore their loss signal when a bug is on.
+const longHold = 300 * time.Millisecond
+
+func draw(rng *rand.Rand, mix []band) time.Duration {
+	x := rng.Float64()
+	for _, b := range mix {
+		if x < b.share {
+			return b.lo + time.Duration(rng.Int64N(int64(b.hi-b.lo)))
+		}
+		x -= b.share
+	}
+	b := mix[len(mix)-1]
+	return b.lo + time.Duration(rng.Int64N(int64(b.hi-b.lo)))
+}
+
+// bugs are the workload misbehaviours the self-tests (and -chaos.bug) turn
+// on, each a failing input for one kind of violation.
+type bugs struct {
+	lockIgnoresLoss, semIgnoresLoss, leaderIgnoresLoss bool
+	// registryClosed closes the first service's registry behind its
+	// registration's back (and stops its updates): after a new session
+	// nothing re-creates its node.
+	registryClosed bool
+}
+
+// instanceView is what the cache check reads.
+type instanceView interface{ Instances() []registry.Instance }
+
+// config is one run of the suite.
+type config struct {
+	duration time.Duration
+	seed     uint64
+	// coverage asserts the fault kinds and the workloads' progress.
+	coverage bool
+	bugs     bugs
+	// schedule, if set, replaces the seeded cycle of faults; it must return
+	// by the time ctx ends.
+	schedule func(su *suite, ctx context.Context)
+	// cacheView, if set, substitutes what the cache check reads.
+	cacheView func(c *registry.Cache) instanceView
+	// beforeLiveCheck and afterLiveCheck run around the check for orphans
+	// made while the sessions are alive.
+	beforeLiveCheck, afterLiveCheck func(su *suite)
+}
+
+// client is one process's worth of ZooKeeper use: a session with a network
+// path of its own to every server (a zktest.Link), so faults can hit it
+// alone, and it can move to another server when its own goes.
+type client struct {
+	name string
+	role string // locker, sem, elector, service, cache
+	link *zktest.Link
+	s    *resilience.Session
+
+	mu                     sync.Mutex
+	suspendedAt, lostAt    time.Time
+	regSince               time.Time // a service's node known present on its current session since
+	suspensions, lossCount int
+}
+
+// serverIndex returns the index of the server c is (or was last) connected
+// to, or -1.
+func (c *client) serverIndex() int {
+	addr := c.s.Server()
+	for i, a := range c.link.Addrs() {
+		if a == addr {
+			return i
+		}
+	}
+	return -1
+}
+
+type suite struct {
+	t    *testing.T
+	cfg  config
+	ctx  context.Context // the workloads'
+	rng  *rand.Rand      // the schedule's
+	base string
+	led  ledger
+	tl   *timeline.Timeline
+
+	obs     *resilience.Session // an observer outside the faults
+	clients []*client
+	byName  map[string]*client
+	regs    []*service
+
+	aimed       int // faults aimed at holders so far
+	fmu         sync.Mutex
+	faults      []faultRec
+	recoveryBad []string
+	maxRecovery time.Duration
+}
+
+type faultRec struct {
+	kind, target string
+	start, end   time.Time
+}
+
+func (su *suite) newClient(name, role string) *client {
+	t := su.t
+	l, err := ens.NewLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s := testkit.Connect(t, l.Addrs(), resilience.WithSessionTimeout(sessionTimeout))
+	c := &client{name: name, role: role, link: l, s: s}
+	s.AddListener(func(tr resilience.Transition) { su.sessionState(c, tr) })
+	su.clients = append(su.clients, c)
+	su.byName[name] = c
+	return c
+}
+
+// sessionState draws a client's session on its lane: suspended from
+// Suspended to Reconnected or Lost, lost from Lost to the next session.
+func (su *suite) sessionState(c *client, tr resilience.Transition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	endSuspended := func() {
+		if !c.suspendedAt.IsZero() {
+			su.tl.AddSpan(c.name, timeline.Span{Kind: timeline.KindSuspended, Start: c.suspendedAt, End: tr.Time, Label: "until " + tr.To.String()})
+			c.suspendedAt = time.Time{}
+		}
+	}
+	endRegistered := func() {
+		if !c.regSince.IsZero() {
+			su.tl.AddSpan(c.name, timeline.Span{Kind: timeline.KindRegistered, Start: c.regSince, End: tr.Time, Label: "until " + tr.To.String()})
+			c.regSince = time.Time{}
+		}
+	}
+	switch tr.To {
+	case resilience.Suspended:
+		c.suspendedAt = tr.Time
+		c.suspensions++
+	case resilience.Reconnected:
+		endSuspended()
+	case resilience.Lost:
+		endSuspended()
+		endRegistered()
+		c.lostAt = tr.Time
+		c.lossCount++
+	case resilience.Connected, resilience.Closed:
+		endSuspended()
+		if tr.To == resilience.Closed {
+			endRegistered()
+		}
+		if !c.lostAt.IsZero() {
+			su.tl.AddSpan(c.name, timeline.Span{Kind: timeline.KindLost, Start: c.lostAt, End: tr.Time, Label: fmt.Sprintf("%s (%s), then %s", tr.Cause, fmt.Sprintf("%#x", tr.OldSessionID), tr.To)})
+			c.lostAt = time.Time{}
+		}
+	}
+}
+
+// hold is one holding by c of res: it lasts planned, or until its loss
+// signal (done) fires, unless the holder ignores it; or until the run ends.
+// It is recorded from acquisition to the moment the holder stops.
+func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error, planned time.Duration, ignoring bool) {
+	start := time.Now()
+	var lostAt atomic.Int64
+	stop := context.AfterFunc(lctx, func() { lostAt.Store(time.Now().UnixNano()) })
+	su.led.begin(c.name, res, start, planned, ignoring)
+	timer := time.NewTimer(planned)
+	if ignoring {
+		select {
+		case <-timer.C:
+		case <-su.ctx.Done():
+		}
+	} else {
+		select {
+		case <-timer.C:
+		case <-lctx.Done():
+		case <-su.ctx.Done():
+		}
+	}
+	end := time.Now()
+	timer.Stop()
+	stop()
+	h := holding{res: res, who: c.name, start: start, end: end, planned: planned}
+	if lctx.Err() != nil && errors.Is(context.Cause(lctx), lostErr) {
+		h.lost = true
+		h.lostAt = end
+		if ns := lostAt.Load(); ns != 0 && ns < end.UnixNano() {
+			h.lostAt = time.Unix(0, ns)
+		}
+	}
+	su.led.add(h)
+	label := fmt.Sprintf("planned %v", planned.Round(time.Millisecond))
+	if h.lost {
+		label += fmt.Sprintf("; loss signalled after %v, stopped %v later", h.lostAt.Sub(start).Round(time.Millisecond), end.Sub(h.lostAt).Round(time.Millisecond))
+	}
+	su.tl.AddSpan(c.name, timeline.Span{Kind: map[string]string{resLock: timeline.KindLock, resSemaphore: timeline.KindSemaphore, resTerm: timeline.KindTerm}[res], Start: start, End: end, Label: label})
+}
+
+func workerRNG(seed uint64, name string) *rand.Rand {
+	var h uint64 = 14695981039346656037
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint64(name[i])) * 1099511628211
+	}
+	return rand.New(rand.NewPCG(seed, h))
+}
+
+// acquireCtx is the context of one acquisition: one in four gives up after
+// 20–400 ms (a cancelled acquisition must leave no node in the queue, which
+// the live orphan check sees), the others wait as long as the run lasts.
+func (su *suite) acquireCtx(rng *rand.Rand) (context.Context, context.CancelFunc) {
+	if rng.IntN(4) == 0 {
+		return context.WithTimeout(su.ctx, time.Duration(20+rng.IntN(380))*time.Millisecond)
+	}
+	return context.WithCancel(su.ctx)
+}
+
+// lockers contend for one mutex.
+func (su *suite) lockers(wg *sync.WaitGroup, n int) {
+	for i := 0; i < n; i++ {
+		c := su.newClient(fmt.Sprintf("locker%d", i), "locker")
+		m, err := lock.NewMutex(c.s, su.base+"/lock")
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		rng := workerRNG(su.cfg.seed, c.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for su.ctx.Err() == nil {
+				actx, cancel := su.acquireCtx(rng)
+				l, err := m.Lock(actx)
+				cancel()
+				if err != nil {
+					continue
+				}
+				d := draw(rng, holdMix)
+				su.hold(c, resLock, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.lockIgnoresLoss && d >= longHold)
+				_ = l.Release(context.WithoutCancel(su.ctx))
+			}
+		}()
+	}
+}
+
+func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
+	for i := 0; i < n; i++ {
+		c := su.newClient(fmt.Sprintf("sem%d", i), "sem")
+		sem, err := lock.NewSemaphore(c.s, su.base+"/sem", semSize)
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		rng := workerRNG(su.cfg.seed, c.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for su.ctx.Err() == nil {
+				actx, cancel := su.acquireCtx(rng)
+				l, err := sem.Acquire(actx)
+				cancel()
+				if err != nil {
+					continue
+				}
+				d := draw(rng, holdMix)
+				su.hold(c, resSemaphore, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.semIgnoresLoss && d >= longHold)
+				_ = l.Release(context.WithoutCancel(su.ctx))
+			}
+		}()
+	}
+}
+
+func (su *suite) electors(wg *sync.WaitGroup, n int) {
+	for i := 0; i < n; i++ {
+		c := su.newClient(fmt.Sprintf("elector%d", i), "elector")
+		e, err := election.New(c.s, su.base+"/election", c.name)
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		rng := workerRNG(su.cfg.seed, c.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = e.Run(su.ctx, func(lead context.Context) error {
+				d := draw(rng, termMix)
+				su.hold(c, resTerm, lead, election.ErrTermLost, d, su.cfg.bugs.leaderIgnoresLoss && d >= longHold)
+				return nil
+			})
+		}()
+	}
+}
+
+// service is a registration and the client whose current session should
+// own its node.
+type service struct {
+	c   *client
+	r   *registry.Registry
+	reg *registry.Registration
+}
+
+// registrations registers one instance per service client and, but for
+// the last, keeps updating its payload, so the registrations' contents
+// change under the cache.
+func (su *suite) registrations(wg *sync.WaitGroup, n int) {
+	for i := 0; i < n; i++ {
+		c := su.newClient(fmt.Sprintf("service%d", i), "service")
+		r, err := registry.New(c.s, su.base+"/services")
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		su.t.Cleanup(r.Close)
+		reg, err := r.Register(su.ctx, registry.Instance{Name: "api", ID: c.name, Address: "10.0.0.1", Port: registry.Int(8000 + i), Payload: json.RawMessage(`{"seq":0}`)})
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		su.regs = append(su.regs, &service{c, r, reg})
+		c.mu.Lock()
+		c.regSince = time.Now()
+		c.mu.Unlock()
+		if i == 0 && su.cfg.bugs.registryClosed {
+			r.Close() // the bug: nothing keeps this registration any more
+			continue
+		}
+		if i == n-1 {
+			// The last one is never updated: an Update re-creates a missing
+			// node, which would hide a rebuild that does not happen.
+			continue
+		}
+		rng := workerRNG(su.cfg.seed, c.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 1; ; seq++ {
+				sleep(su.ctx, time.Duration(200+rng.IntN(600))*time.Millisecond)
+				if su.ctx.Err() != nil {
+					return
+				}
+				in := reg.Instance()
+				in.Payload = json.RawMessage(fmt.Sprintf(`{"seq":%d}`, seq))
+				_ = reg.Update(su.ctx, in)
+			}
+		}()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
