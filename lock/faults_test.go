@@ -33,7 +33,7 @@ const (
 // lock). Set to true once lock/multi.go retakes; the matrix then demands
 // that the MultiLock waiter gets a live multi-lease like every other
 // waiter.
-const multiLockRetakesLostLeases = false
+const multiLockRetakesLostLeases = true
 
 // holding is what a Lease and a MultiLease share.
 type holding interface {

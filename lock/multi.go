@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -39,22 +40,59 @@ func NewMultiLock(locks ...Locker) (*MultiLock, error) {
 }
 
 // Lock takes every lock in path order and returns their combined lease.
+// If a lease it already took ends while it waits for a later lock (its
+// session was suspended or lost, by the locks' loss policy), it releases
+// what it holds and starts again, so the lease it returns is held in full.
 func (ml *MultiLock) Lock(ctx context.Context) (*MultiLease, error) {
+	for {
+		m, err := ml.lockAll(ctx)
+		if !errors.Is(err, errTakenLost) || ctx.Err() != nil {
+			return m, err
+		}
+	}
+}
+
+// errTakenLost says a lease taken earlier ended while waiting for a later
+// one.
+var errTakenLost = errors.New("lock: a lease taken earlier ended while waiting")
+
+func (ml *MultiLock) lockAll(ctx context.Context) (*MultiLease, error) {
 	leases := make([]*Lease, 0, len(ml.locks))
+	release := func() {
+		for i := len(leases) - 1; i >= 0; i-- {
+			_ = leases[i].Release(context.WithoutCancel(ctx))
+		}
+	}
+	// wctx ends when the caller's does or when a lease taken so far ends.
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	for _, lk := range ml.locks {
-		l, err := lk.Lock(ctx)
+		l, err := lk.Lock(wctx)
+		if err == nil && wctx.Err() != nil {
+			leases = append(leases, l) // taken as the wait was being stopped
+			err = context.Cause(wctx)
+		}
 		if err != nil {
-			for i := len(leases) - 1; i >= 0; i-- {
-				_ = leases[i].Release(context.WithoutCancel(ctx))
+			release()
+			if ctx.Err() == nil && errors.Is(context.Cause(wctx), errTakenLost) {
+				return nil, errTakenLost
 			}
 			return nil, fmt.Errorf("lock: multi-lock at %s: %w", lk.Path(), err)
 		}
 		leases = append(leases, l)
+		stop := context.AfterFunc(l.Context(), func() { cancel(errTakenLost) })
+		defer stop()
 	}
-	ctx2, cancel := context.WithCancelCause(context.Background())
-	ml2 := &MultiLease{leases: leases, ctx: ctx2, cancel: cancel}
 	for _, l := range leases {
-		ml2.stops = append(ml2.stops, context.AfterFunc(l.Context(), func() { cancel(context.Cause(l.Context())) }))
+		if l.Err() != nil {
+			release()
+			return nil, errTakenLost
+		}
+	}
+	ctx2, cancel2 := context.WithCancelCause(context.Background())
+	ml2 := &MultiLease{leases: leases, ctx: ctx2, cancel: cancel2}
+	for _, l := range leases {
+		ml2.stops = append(ml2.stops, context.AfterFunc(l.Context(), func() { cancel2(context.Cause(l.Context())) }))
 	}
 	return ml2, nil
 }

@@ -160,11 +160,19 @@ func (d *DoubleBarrier) enter(ctx context.Context) error {
 			return nil
 		}
 		if ctx.Err() != nil {
-			_ = deleteOwn(context.WithoutCancel(ctx), d.s, ours)
+			d.removeOurs(ours)
 			return ctx.Err()
 		}
 		// The session was lost while waiting: our node went with it.
 	}
+}
+
+// removeOurs deletes this member's node after its caller gave up, taking
+// at most a session timeout (the node goes with the session anyway).
+func (d *DoubleBarrier) removeOurs(ours string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.s.Timeout())
+	defer cancel()
+	_ = deleteOwn(ctx, d.s, ours)
 }
 
 // join creates this member's ephemeral node if it is not there. Its name
@@ -199,8 +207,15 @@ func (d *DoubleBarrier) Leave(ctx context.Context) error {
 	return traced(ctx, d.s, "zkrecipes.doublebarrier.leave", d.path, d.leave)
 }
 
-func (d *DoubleBarrier) leave(ctx context.Context) error {
+func (d *DoubleBarrier) leave(ctx context.Context) (err error) {
 	ours := path.Join(d.path, d.name)
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			// Given up: take this member out anyway, so the others can
+			// leave (they wait for its node to go).
+			d.removeOurs(ours)
+		}
+	}()
 	for {
 		names, _, err := d.s.Children(ctx, d.path)
 		if errors.Is(err, zk.ErrNoNode) {

@@ -2,6 +2,9 @@ package resilience
 
 import (
 	"errors"
+	"io"
+	"net"
+	"syscall"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -39,11 +42,20 @@ var (
 
 // isConnLoss reports whether err means the request may not have reached the
 // ensemble, or its reply was lost, because the connection (not the
-// operation) failed.
+// operation) failed. go-zookeeper/zk hands the raw socket error ("write:
+// broken pipe", a reset, a timeout) to the request it was writing when the
+// connection broke, so network errors count too: that request may have
+// been written in part or in whole.
 func isConnLoss(err error) bool {
+	var opErr *net.OpError
 	return errors.Is(err, zk.ErrConnectionClosed) ||
 		errors.Is(err, zk.ErrNoServer) ||
 		errors.Is(err, zk.ErrSessionExpired) ||
 		errors.Is(err, zk.ErrSessionMoved) ||
-		errors.Is(err, zk.ErrClosing)
+		errors.Is(err, zk.ErrClosing) ||
+		errors.As(err, &opErr) ||
+		errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed)
 }

@@ -117,9 +117,12 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		"long tick": WithTickTime(time.Minute),
 		"log level": WithLogLevel("loud"),
 	} {
-		if e, err := Start(context.Background(), opt); err == nil {
+		e, err := Start(context.Background(), opt)
+		if err == nil {
 			e.Close()
-			t.Errorf("%s: Start accepted a bad option", name)
+		}
+		if !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: Start(bad option) = %v, want ErrInvalidOption", name, err)
 		}
 	}
 }

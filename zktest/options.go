@@ -26,6 +26,9 @@ var (
 	// ErrClosed is returned by operations on an Ensemble or its Servers
 	// after the Ensemble's Close.
 	ErrClosed = errors.New("zktest: ensemble closed")
+	// ErrInvalidOption is returned by Start for an option value out of
+	// range.
+	ErrInvalidOption = errors.New("zktest: invalid option")
 )
 
 // Option configures Start.
@@ -49,19 +52,19 @@ func defaultConfig() config {
 
 func (c *config) validate() error {
 	if c.servers < 1 {
-		return fmt.Errorf("zktest: WithServers(%d): need at least 1 server", c.servers)
+		return fmt.Errorf("%w: WithServers(%d): need at least 1 server", ErrInvalidOption, c.servers)
 	}
 	if c.tick < time.Millisecond {
-		return fmt.Errorf("zktest: WithTickTime(%v): tick time must be at least 1ms", c.tick)
+		return fmt.Errorf("%w: WithTickTime(%v): tick time must be at least 1ms", ErrInvalidOption, c.tick)
 	}
 	c.tick = c.tick.Round(time.Millisecond)
 	if 2*c.tick > 60*time.Second {
-		return fmt.Errorf("zktest: WithTickTime(%v): tick time must be at most 30s", c.tick)
+		return fmt.Errorf("%w: WithTickTime(%v): tick time must be at most 30s", ErrInvalidOption, c.tick)
 	}
 	switch c.logLevel {
 	case "trace", "debug", "info", "warn", "error", "off":
 	default:
-		return fmt.Errorf("zktest: WithLogLevel(%q): want one of trace, debug, info, warn, error, off", c.logLevel)
+		return fmt.Errorf("%w: WithLogLevel(%q): want one of trace, debug, info, warn, error, off", ErrInvalidOption, c.logLevel)
 	}
 	return nil
 }
