@@ -46,29 +46,54 @@ func stat(t testing.TB, s *resilience.Session, p string) ([]byte, *zk.Stat) {
 }
 
 // deletions counts how often the node at p is deleted, through watches,
-// until stop is called.
+// until stop is called. The first watch is set before it returns.
 func deletions(t testing.TB, s *resilience.Session, p string) (stop func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var n atomic.Int64
 	var wg sync.WaitGroup
+	ok, _, ch, err := s.ExistsW(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for ctx.Err() == nil {
-			ok, _, ch, err := s.ExistsW(ctx, p)
-			if err != nil {
-				continue
-			}
+		for {
 			select {
 			case ev := <-ch:
 				if ok && ev.Type == zk.EventNodeDeleted {
 					n.Add(1)
 				}
 			case <-ctx.Done():
+				// stop synced first: an event for a deletion before it is
+				// in ch by now.
+				select {
+				case ev := <-ch:
+					if ok && ev.Type == zk.EventNodeDeleted {
+						n.Add(1)
+					}
+				default:
+				}
+				return
+			}
+			for {
+				ok, _, ch, err = s.ExistsW(ctx, p)
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				return
 			}
 		}
 	}()
 	return func() int {
+		// Watch events reach the client before the reply to a later
+		// request of its session.
+		if err := s.Sync(ctxT(t, 10*time.Second), "/"); err != nil {
+			t.Error(err)
+		}
 		cancel()
 		wg.Wait()
 		return int(n.Load())
