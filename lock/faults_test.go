@@ -427,7 +427,12 @@ func (fx *fixture) multiCells(t *testing.T) []*cell {
 	bc, bd := newBound(pc, 1), newBound(pd, 1)
 	lockML2 := func(ctx context.Context) (holding, error) { return multiOf(ml2.Lock(ctx)) }
 	waiter := &cell{name: "MultiLock waiter", policy: LoseOnSuspend, bounds: []bound{bc, bd}, deadOnLoss: !multiLockRetakesLostLeases,
-		nodes: func(lost bool) map[string]int { return map[string]int{pc: keptCount(lost), pd: 1} },
+		nodes: func(lost bool) map[string]int {
+			if multiLockRetakesLostLeases {
+				lost = false // it takes the lost lock again, then waits for d
+			}
+			return map[string]int{pc: keptCount(lost), pd: 1}
+		},
 		again: lockML2}
 	ho := contend(fx.ctx, "o-d", []*checker{bd.chk}, func(ctx context.Context) (holding, error) { return leaseOf(do.Lock(ctx)) })
 	ho.waitHeld(t, 10*time.Second)

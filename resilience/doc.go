@@ -24,8 +24,9 @@
 // Every Transition reaches every subscriber in order and without loss (see
 // Session.Subscribe and Session.AddListener). Operations take a context
 // first and return when it ends; on connection loss they wait for the
-// session to come back and verify their outcome (see the table in the
-// project's DESIGN.md). Operations bound to one session (ephemeral creates)
+// session to come back and verify their outcome, reporting success only
+// when they can prove it and ErrOutcomeUnknown when they cannot (see
+// docs/state-machine.md). Operations bound to one session (ephemeral creates)
 // fail with an error wrapping ErrSessionLost when that session is lost.
 //
 // Higher-level recipes (locks, elections, service registration) are built on
