@@ -434,6 +434,9 @@ func TestCancellationMatrix(t *testing.T) {
 			time.AfterFunc(d, cancel)
 			term, err := e.Campaign(cctx)
 			cancel()
+			if _, _, err := s.Exists(ctx, p); err != nil { // after any create in flight
+				t.Fatal(err)
+			}
 			switch {
 			case err == nil && !contended:
 				won++
@@ -478,6 +481,11 @@ func TestCancellationMatrix(t *testing.T) {
 	setLatency(0)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Campaign cancelled with its create in flight: %v, want context.Canceled", err)
+	}
+	// A later request of the same session is answered after the create was
+	// applied: only then can its node be looked for.
+	if _, _, err := s.Exists(ctx, p); err != nil {
+		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "Campaign cancelled with its create in flight leaves no node", func() bool {
 		return len(nodesOf(t, obs, p, s.SessionID())) == 0

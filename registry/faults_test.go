@@ -292,6 +292,9 @@ func TestCancellationMatrix(t *testing.T) {
 			time.AfterFunc(d, cancel)
 			reg, err := r.Register(cctx, in)
 			cancel()
+			if _, _, err := c.S.Exists(ctx, svc); err != nil { // after any create in flight
+				t.Fatal(err)
+			}
 			switch {
 			case err == nil:
 				registered++
@@ -350,6 +353,11 @@ func TestCancellationMatrix(t *testing.T) {
 		setLatency(0)
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Register (%s) cancelled with its create in flight: %v, want context.Canceled", st, err)
+		}
+		// A later request of the same session is answered after the create
+		// was applied: only then can its node be looked for.
+		if _, _, err := c.S.Exists(ctx, svc); err != nil {
+			t.Fatal(err)
 		}
 		testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("Register (%s) cancelled with its create in flight leaves no node", st), func() bool {
 			return gone(id)
