@@ -22,20 +22,25 @@ func clientFault(kind string) bool {
 	return false
 }
 
-// victim picks whom a fault hits. Three times in four it is a holder, of
+// victim picks whom a fault hits. For a fault that ends holdings (a drop,
+// a long blackhole, a server restart or quorum loss) it is a holder, of
 // the lock, the semaphore and the leadership in turn: preferably one with
 // at least 2 s of its holding still to go (waiting up to 2.5 s for one),
 // which a partition past the session timeout outlasts, so that a holder
 // that did not step down would still hold when the ensemble hands its
-// resource on. Otherwise it is any client (waiters, services, the cache).
-// (Faults that seldom end a holding, a short blackhole or latency, aim at
-// the longest holding of any resource and leave the turn alone.)
+// resource on. Faults that seldom end a holding (a short blackhole,
+// latency) hit any client (waiters, services, the cache) half the time,
+// and otherwise the longest holding of any resource.
 func (su *suite) victim(kind string) *client {
-	if su.rng.IntN(4) == 0 {
-		return su.clients[su.rng.IntN(len(su.clients))]
-	}
 	res := ""
-	if kind != "short-blackhole" && kind != "latency" {
+	switch kind {
+	case "leader-kill": // aims at the leader's server, whoever the victim
+		return su.clients[su.rng.IntN(len(su.clients))]
+	case "short-blackhole", "latency":
+		if su.rng.IntN(2) == 0 {
+			return su.clients[su.rng.IntN(len(su.clients))]
+		}
+	default:
 		res = []string{resLock, resSemaphore, resTerm}[su.aimed%3]
 		su.aimed++
 	}

@@ -234,13 +234,21 @@ func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error
 		if ns := lostAt.Load(); ns != 0 && ns < end.UnixNano() {
 			h.lostAt = time.Unix(0, ns)
 		}
+		if !ignoring {
+			// A holder that heeds its loss stops when told; of the two
+			// goroutines that hear of it (this one and the AfterFunc),
+			// the first to run is the closer record of that moment. Both
+			// run after the cancellation, so a late loss signal still
+			// shows.
+			h.end = h.lostAt
+		}
 	}
 	su.led.add(h)
 	label := fmt.Sprintf("planned %v", planned.Round(time.Millisecond))
 	if h.lost {
 		label += fmt.Sprintf("; loss signalled after %v, stopped %v later", h.lostAt.Sub(start).Round(time.Millisecond), end.Sub(h.lostAt).Round(time.Millisecond))
 	}
-	su.tl.AddSpan(c.name, timeline.Span{Kind: map[string]string{resLock: timeline.KindLock, resSemaphore: timeline.KindSemaphore, resTerm: timeline.KindTerm}[res], Start: start, End: end, Label: label})
+	su.tl.AddSpan(c.name, timeline.Span{Kind: map[string]string{resLock: timeline.KindLock, resSemaphore: timeline.KindSemaphore, resTerm: timeline.KindTerm}[res], Start: start, End: h.end, Label: label})
 }
 
 func workerRNG(seed uint64, name string) *rand.Rand {

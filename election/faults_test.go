@@ -403,7 +403,8 @@ func TestCancellationMatrix(t *testing.T) {
 	needZK(t)
 	ctx := ctxT(t, 2*time.Minute)
 	p := electionPath()
-	s, other, obs := connect(t, ens.Addrs()), connect(t, ens.Addrs()), connect(t, ens.Addrs())
+	cl := testkit.NewClient(t, ens)
+	s, other, obs := cl.S, connect(t, ens.Addrs()), connect(t, ens.Addrs())
 	e, _ := New(s, p, "c")
 	rival, _ := New(other, p, "rival")
 
@@ -433,6 +434,9 @@ func TestCancellationMatrix(t *testing.T) {
 			time.AfterFunc(d, cancel)
 			term, err := e.Campaign(cctx)
 			cancel()
+			if _, _, err := s.Exists(ctx, p); err != nil { // after any create in flight
+				t.Fatal(err)
+			}
 			switch {
 			case err == nil && !contended:
 				won++
@@ -461,7 +465,33 @@ func TestCancellationMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cancelled with its create in flight: the client's link delays every
+	// chunk by 200ms, so the create reaches the ensemble after the caller
+	// gave up at 100ms. The session removes the node it made.
+	setLatency := func(d time.Duration) {
+		for i := range cl.Link.Addrs() {
+			cl.Link.Proxy(i).SetLatency(d)
+		}
+	}
+	setLatency(200 * time.Millisecond)
 	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	_, err = e.Campaign(cctx)
+	cancel()
+	setLatency(0)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Campaign cancelled with its create in flight: %v, want context.Canceled", err)
+	}
+	// A later request of the same session is answered after the create was
+	// applied: only then can its node be looked for.
+	if _, _, err := s.Exists(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "Campaign cancelled with its create in flight leaves no node", func() bool {
+		return len(nodesOf(t, obs, p, s.SessionID())) == 0
+	})
+
+	cctx, cancel = context.WithCancel(ctx)
 	waiting := make(chan error, 1)
 	go func() { _, err := e.Campaign(cctx); waiting <- err }()
 	waitChildren(t, obs, p, 2, 10*time.Second)

@@ -292,6 +292,9 @@ func TestCancellationMatrix(t *testing.T) {
 			time.AfterFunc(d, cancel)
 			reg, err := r.Register(cctx, in)
 			cancel()
+			if _, _, err := c.S.Exists(ctx, svc); err != nil { // after any create in flight
+				t.Fatal(err)
+			}
 			switch {
 			case err == nil:
 				registered++
@@ -325,6 +328,42 @@ func TestCancellationMatrix(t *testing.T) {
 	t.Logf("cancelled part way: %d Registers failed with context.Canceled, %d succeeded first; %d of %d caches loaded first",
 		cancelled, registered, loaded, len(delays))
 
+	keep, err := r.Register(ctx, instance("svc", "keep", 1)) // keeps the service node; shows the rebuild ran
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Cancelled with its create in flight: the client's link delays every
+	// chunk by 200ms, so the create reaches the ensemble after the caller
+	// gave up at 100ms. The session removes the node it made.
+	setLatency := func(d time.Duration) {
+		for i := range c.Link.Addrs() {
+			c.Link.Proxy(i).SetLatency(d)
+		}
+	}
+	for _, st := range []ServiceType{Dynamic, DynamicSequential} {
+		id := "inflight-" + strings.ToLower(string(st))
+		in := instance("svc", id, 1)
+		in.ServiceType = st
+		setLatency(200 * time.Millisecond)
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := r.Register(cctx, in)
+		cancel()
+		setLatency(0)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Register (%s) cancelled with its create in flight: %v, want context.Canceled", st, err)
+		}
+		// A later request of the same session is answered after the create
+		// was applied: only then can its node be looked for.
+		if _, _, err := c.S.Exists(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("Register (%s) cancelled with its create in flight leaves no node", st), func() bool {
+			return gone(id)
+		})
+	}
+
 	// Unregister with a cancelled context fails cleanly, and the
 	// registration is over: not re-registered on a new session.
 	reg, err := r.Register(ctx, instance("svc", "unreg", 1))
@@ -333,10 +372,6 @@ func TestCancellationMatrix(t *testing.T) {
 	}
 	if err := reg.Unregister(done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Unregister with a cancelled context: %v, want context.Canceled", err)
-	}
-	keep, err := r.Register(ctx, instance("svc", "keep", 1)) // shows the rebuild ran
-	if err != nil {
-		t.Fatal(err)
 	}
 	old := c.S.SessionID()
 	if err := ens.ExpireSession(ctx, old); err != nil {
