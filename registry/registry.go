@@ -14,7 +14,7 @@
 //
 // # One node per id
 //
-// A registration never deletes or overwrites a node it did not create.
+// A registration never deletes or overwrites another client's node.
 // Unlike Curator, which deletes whatever node is at the path, Register
 // fails with an error wrapping ErrIDInUse (an *IDInUseError naming the path
 // and the node's owner session) when the path holds a node of another live
