@@ -311,7 +311,7 @@ func TestCacheSkipsMalformed(t *testing.T) {
 		t.Fatalf("cache serves %+v", ins)
 	}
 	// A bad node fixed later becomes an instance; the cache keeps working.
-	if _, err := s.Set(ctx, path.Join(svc, "wrong"), mustJSON(t, instance("svc", "fixed", 2)), -1); err != nil {
+	if _, err := s.Set(ctx, path.Join(svc, "wrong"), mustJSON(t, instance("svc", "wrong", 2)), -1); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
