@@ -404,15 +404,6 @@ func (s *Session) CreateProtectedSession(ctx context.Context, id, p string, data
 	return created, owner, nil
 }
 
-// boundOrAny is the session an ephemeral node lives on, or 0 (any session)
-// for a persistent one.
-func boundOrAny(ephemeral bool, sid int64) int64 {
-	if ephemeral {
-		return sid
-	}
-	return 0
-}
-
 func findPrefixed(conn *zk.Conn, parent, prefix string) (string, error) {
 	names, _, err := conn.Children(parent)
 	if err != nil {
