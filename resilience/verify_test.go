@@ -51,6 +51,28 @@ func answer(err error) string {
 	return "error: " + err.Error()
 }
 
+// createAt is B's create of n(base), fine if A's got there first.
+func createAt(n func(string) string, data []byte, flags int32) func(context.Context, *Session, string) error {
+	return func(ctx context.Context, b *Session, base string) error {
+		err := mustCreate(ctx, b, n(base), data, flags)
+		if errors.Is(err, zk.ErrNodeExists) {
+			return nil
+		}
+		return err
+	}
+}
+
+// deleteAt is B's delete of n(base), fine if it is gone already.
+func deleteAt(n func(string) string) func(context.Context, *Session, string) error {
+	return func(ctx context.Context, b *Session, base string) error {
+		err := b.Delete(ctx, n(base), -1)
+		if errors.Is(err, zk.ErrNoNode) {
+			return nil
+		}
+		return err
+	}
+}
+
 func mustCreate(ctx context.Context, s *Session, p string, data []byte, flags int32) error {
 	_, err := s.Create(ctx, p, data, flags, nil)
 	return err
@@ -85,13 +107,7 @@ func verifyCases(aSession func() int64) []verifyCase {
 			},
 			other: map[string]func(context.Context, *Session, string) error{
 				"none": none,
-				"same": func(ctx context.Context, b *Session, base string) error {
-					err := mustCreate(ctx, b, n(base), []byte("a"), 0)
-					if errors.Is(err, zk.ErrNodeExists) {
-						return nil // A's create got there first
-					}
-					return err
-				},
+				"same": createAt(n, []byte("a"), 0),
 				"undo": func(ctx context.Context, b *Session, base string) error {
 					if err := b.Delete(ctx, n(base), -1); err == nil || !errors.Is(err, zk.ErrNoNode) {
 						return err
@@ -125,20 +141,8 @@ func verifyCases(aSession func() int64) []verifyCase {
 			},
 			other: map[string]func(context.Context, *Session, string) error{
 				"none": none,
-				"same": func(ctx context.Context, b *Session, base string) error {
-					err := mustCreate(ctx, b, n(base), []byte("a"), zk.FlagEphemeral)
-					if errors.Is(err, zk.ErrNodeExists) {
-						return nil
-					}
-					return err
-				},
-				"undo": func(ctx context.Context, b *Session, base string) error {
-					err := b.Delete(ctx, n(base), -1)
-					if errors.Is(err, zk.ErrNoNode) {
-						return nil
-					}
-					return err
-				},
+				"same": createAt(n, []byte("a"), zk.FlagEphemeral),
+				"undo": deleteAt(n),
 			},
 			want: map[string]string{
 				"request/none": "ok", "request/same": "unknown", "request/undo": "ok",
@@ -241,13 +245,7 @@ func verifyCases(aSession func() int64) []verifyCase {
 			},
 			other: map[string]func(context.Context, *Session, string) error{
 				"none": none,
-				"same": func(ctx context.Context, b *Session, base string) error {
-					err := b.Delete(ctx, n(base), -1)
-					if errors.Is(err, zk.ErrNoNode) {
-						return nil
-					}
-					return err
-				},
+				"same": deleteAt(n),
 				"undo": func(ctx context.Context, b *Session, base string) error {
 					// Delete (if A's did not) and make a new node there.
 					if err := b.Delete(ctx, n(base), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
@@ -279,20 +277,8 @@ func verifyCases(aSession func() int64) []verifyCase {
 			},
 			other: map[string]func(context.Context, *Session, string) error{
 				"none": none,
-				"same": func(ctx context.Context, b *Session, base string) error {
-					err := mustCreate(ctx, b, n(base), []byte("a"), 0)
-					if errors.Is(err, zk.ErrNodeExists) {
-						return nil
-					}
-					return err
-				},
-				"undo": func(ctx context.Context, b *Session, base string) error {
-					err := b.Delete(ctx, n(base), -1)
-					if errors.Is(err, zk.ErrNoNode) {
-						return nil
-					}
-					return err
-				},
+				"same": createAt(n, []byte("a"), 0),
+				"undo": deleteAt(n),
 			},
 			want: map[string]string{
 				"request/none": "ok", "request/same": "unknown", "request/undo": "ok",
@@ -318,13 +304,7 @@ func verifyCases(aSession func() int64) []verifyCase {
 			},
 			other: map[string]func(context.Context, *Session, string) error{
 				"none": none,
-				"same": func(ctx context.Context, b *Session, base string) error {
-					err := mustCreate(ctx, b, n(base), []byte("a"), 0)
-					if errors.Is(err, zk.ErrNodeExists) {
-						return nil
-					}
-					return err
-				},
+				"same": createAt(n, []byte("a"), 0),
 				"undo": func(ctx context.Context, b *Session, base string) error {
 					_, err := b.Set(ctx, base+"/q", []byte("B's"), -1)
 					return err
