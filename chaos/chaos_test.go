@@ -1,12 +1,16 @@
 // Package chaos runs every recipe together against a 3-node ensemble while
 // a seeded fault schedule injects every kind of fault in turn (connection
 // drops, partitions shorter and longer than the session timeout, server
-// kills and restarts, leader kills, quorum loss and latency), then checks
-// from recorded intervals (one clock) that no two lock holders or leaders
-// ever overlapped, that the semaphore never exceeded its size, that every
+// kills and restarts, leader kills, quorum loss, latency, and lost writes
+// (one counter client's compare-and-set loses its request or its reply and
+// its reconnect is held while another client adds), then checks from
+// recorded intervals (one clock) that no two lock holders or leaders ever
+// overlapped, that the semaphore never exceeded its size, that every
 // registration came back after each fault, that the cache converged on the
-// registrations' contents, and that no znode was left behind, neither while
-// the sessions are alive nor after they closed.
+// registrations' contents, that no znode was left behind, neither while the
+// sessions are alive nor after they closed, and that the shared counter
+// holds exactly its start plus every successful Add plus some of the Adds
+// whose outcome was reported unknown.
 //
 // The workloads hold for durations drawn from a mix: many short holdings
 // (handoff volume) and a good share long enough to span a fault, some

@@ -11,12 +11,12 @@ import (
 )
 
 // faultKinds are every kind the schedule injects.
-var faultKinds = []string{"drop", "short-blackhole", "long-blackhole", "server-restart", "leader-kill", "quorum-loss", "latency"}
+var faultKinds = []string{"drop", "short-blackhole", "long-blackhole", "server-restart", "leader-kill", "quorum-loss", "latency", "lost-write"}
 
 // clientFault says whether kind hits one client's link only.
 func clientFault(kind string) bool {
 	switch kind {
-	case "drop", "short-blackhole", "long-blackhole", "latency":
+	case "drop", "short-blackhole", "long-blackhole", "latency", "lost-write":
 		return true
 	}
 	return false
@@ -36,6 +36,8 @@ func (su *suite) victim(kind string) *client {
 	switch kind {
 	case "leader-kill": // aims at the leader's server, whoever the victim
 		return su.clients[su.rng.IntN(len(su.clients))]
+	case "lost-write": // one of the adders
+		return su.adders[su.rng.IntN(len(su.adders))].c
 	case "short-blackhole", "latency":
 		if su.rng.IntN(2) == 0 {
 			return su.clients[su.rng.IntN(len(su.clients))]
@@ -125,6 +127,10 @@ func (su *suite) inject(kind string, v *client) {
 			if !o.Running() {
 				_ = o.Start(context.Background())
 			}
+		}
+	case "lost-write":
+		if rec.target = su.lostWrite(v); rec.target == "" {
+			return // did not fire: not injected
 		}
 	default:
 		panic("unknown fault " + kind)

@@ -27,9 +27,10 @@ const (
 	vRecovery = "registrations not recovered"
 	vOrphans  = "orphaned znodes"
 	vCache    = "cache not converged on truth"
+	vCounter  = "counter lost or doubled an increment"
 )
 
-var violationKinds = []string{vLock, vSem, vLeaders, vRecovery, vOrphans, vCache}
+var violationKinds = []string{vLock, vSem, vLeaders, vRecovery, vOrphans, vCache, vCounter}
 
 // result is what one run found.
 type result struct {
@@ -39,6 +40,8 @@ type result struct {
 	unmet []string
 	tl    *timeline.Timeline
 	su    *suite
+	// counter is the counter workload's record and verdict.
+	counter *counterTally
 }
 
 // queues are the recipe paths whose children are clients' ephemeral nodes,
@@ -69,7 +72,7 @@ func run(t *testing.T, cfg config) *result {
 	defer cancel()
 	su.ctx = ctx
 	// Lanes in a fixed order, the lock's first.
-	for _, n := range []string{"locker0", "locker1", "locker2", "locker3", "sem0", "sem1", "sem2", "elector0", "elector1", "elector2", "service0", "service1", "service2", "cache"} {
+	for _, n := range []string{"locker0", "locker1", "locker2", "locker3", "sem0", "sem1", "sem2", "elector0", "elector1", "elector2", "service0", "service1", "service2", "counter0", "counter1", "counter2", "cache"} {
 		su.tl.Lanes = append(su.tl.Lanes, timeline.Lane{Name: n})
 	}
 	var wg sync.WaitGroup
@@ -77,6 +80,7 @@ func run(t *testing.T, cfg config) *result {
 	su.semaphores(&wg, 3)
 	su.electors(&wg, 3)
 	su.registrations(&wg, 3)
+	su.counters(&wg, 3)
 	obs := testkit.Connect(t, ens.Addrs())
 	su.obs = obs
 	observer, err := registry.New(obs, su.base+"/services")
@@ -110,6 +114,9 @@ func run(t *testing.T, cfg config) *result {
 		cfg.schedule(su, fctx)
 	} else {
 		su.cycle(fctx, obs)
+		if cfg.coverage {
+			su.topUp(obs)
+		}
 	}
 	stop()
 	faultEnd := time.Now()
@@ -144,6 +151,13 @@ func run(t *testing.T, cfg config) *result {
 	wg.Wait()
 	workEnd := time.Now()
 
+	// The adders have stopped: the counter's final value against their
+	// record.
+	counter := su.checkCounter(obs)
+	if len(counter.bad) > 0 {
+		su.tl.AddViolation(timeline.Mark{Start: workEnd, End: time.Now(), Label: "counter: " + counter.bad[0]})
+	}
+
 	// The cache converges on the registrations' contents.
 	cacheBad := su.cacheDiverges(view, obs, observer, 10*time.Second)
 	if len(cacheBad) > 0 {
@@ -173,10 +187,11 @@ func run(t *testing.T, cfg config) *result {
 		su.tl.AddViolation(timeline.Mark{Start: workEnd, End: time.Now(), Label: "orphan: " + o})
 	}
 
-	res := &result{tl: su.tl, su: su, violations: map[string][]string{
+	res := &result{tl: su.tl, su: su, counter: counter, violations: map[string][]string{
 		vRecovery: su.recoveryBad,
 		vOrphans:  append(live, closed...),
 		vCache:    cacheBad,
+		vCounter:  counter.bad,
 	}}
 	for _, r := range []struct {
 		res, kind string
@@ -373,21 +388,11 @@ func (su *suite) report(res *result, started, faultStart, faultEnd time.Time) {
 			res.unmet = append(res.unmet, fmt.Sprintf("%d %s holdings, want at least %d", len(hs), p.res, p.min))
 		}
 		ms := margins(hs, p.capacity)
-		// catchable: lost holdings whose successor started before their
-		// planned end. Had such a holder ignored its loss and held on as
-		// planned, it would have overlapped its successor: the number of
-		// chances the run gave the checker to see a holder not stepping
-		// down.
-		catchable := 0
-		for _, m := range ms {
-			if m.next.start.Before(m.h.start.Add(m.h.planned)) {
-				catchable++
-			}
-		}
-		if su.cfg.coverage && catchable == 0 {
+		chances := catchable(hs, p.capacity)
+		if su.cfg.coverage && chances == 0 {
 			res.unmet = append(res.unmet, fmt.Sprintf("no lost %s holding was taken over before its planned end: nothing tested its step-down", p.res))
 		}
-		line := fmt.Sprintf("%s holdings\t%d\t(%s); lost %d, taken over %d (%d before the planned end)", p.res, len(hs), strings.Join(whos, ", "), lost, len(ms), catchable)
+		line := fmt.Sprintf("%s holdings\t%d\t(%s); lost %d, taken over %d (%d before the planned end)", p.res, len(hs), strings.Join(whos, ", "), lost, len(ms), chances)
 		var low *margin
 		for i := range ms {
 			m := &ms[i]
@@ -439,6 +444,21 @@ func (su *suite) report(res *result, started, faultStart, faultEnd time.Time) {
 		susp += c.suspensions
 		losses += c.lossCount
 		c.mu.Unlock()
+	}
+	if ct := res.counter; ct != nil {
+		fmt.Fprintf(w, "counter\t%d -> %d\t(%d successful Adds, %d unknown + %d interrupted of which %d applied, %d other errors); lost writes %d (%d requests, %d replies; %d with another adder's Add meanwhile), %d not injected\n",
+			ct.start, ct.final, ct.ok, ct.unknown, ct.interrupted, ct.applied, ct.other, ct.lostWrites, ct.lostRequests, ct.lostReplies, ct.withConcurrentAdd, ct.notInjected)
+		if su.cfg.coverage {
+			if ct.ok < 50 {
+				res.unmet = append(res.unmet, fmt.Sprintf("%d successful counter Adds, want at least 50", ct.ok))
+			}
+			if ct.unknown == 0 {
+				res.unmet = append(res.unmet, "no counter Add had an unknown outcome: nothing tested the accounting of one")
+			}
+			if ct.withConcurrentAdd == 0 {
+				res.unmet = append(res.unmet, "no lost write had another adder's Add while its reconnect was held")
+			}
+		}
 	}
 	fmt.Fprintf(w, "session suspensions / losses\t%d / %d\n", susp, losses)
 	fmt.Fprintf(w, "max registration recovery\t%v\n", su.maxRecovery.Round(time.Millisecond))

@@ -14,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/wirefault"
 	"github.com/zkrecipes/zkrecipes/registry"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -181,4 +182,57 @@ func TestCheckerCatchesStuckCache(t *testing.T) {
 		schedule:  func(su *suite, ctx context.Context) { sleep(ctx, time.Hour) },
 		cacheView: func(c *registry.Cache) instanceView { return frozen(c.Instances()) },
 	}, vCache)
+}
+
+// The adders record an Add whose outcome is unknown as a success. Every
+// lost write loses the request, with another adder's Add before the
+// reconnect: the victim's Add is unknown and was not applied, so the
+// counter ends below the start plus the recorded successes.
+func TestCheckerCatchesCountedUnknown(t *testing.T) {
+	res := selfTest(t, config{
+		duration:      3 * time.Second,
+		bugs:          bugs{unknownAsSuccess: true},
+		lostWriteMode: wirefault.LoseRequest,
+		schedule: func(su *suite, ctx context.Context) {
+			for i := 0; i < 3; i++ {
+				su.inject("lost-write", su.adders[i%len(su.adders)].c)
+				su.awaitRecovery("lost-write", su.obs)
+			}
+		},
+	}, vCounter)
+	if ct := res.counter; ct.lostWrites == 0 {
+		t.Errorf("no lost write was injected (%d did not fire)", ct.notInjected)
+	}
+}
+
+// The verdict on hand-made records: within bounds passes; a lost, a
+// doubled and a twice-returned increment are each reported.
+func TestCounterVerdict(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		start, final int32
+		ok, maybe    int
+		values       []int32
+		want         string // "" for no violation, else a substring of the first
+	}{
+		{"exact", 10, 13, 3, 0, []int32{11, 12, 13}, ""},
+		{"unknown applied", 10, 14, 3, 2, []int32{11, 13, 14}, ""},
+		{"unknown not applied", 10, 13, 3, 2, []int32{11, 12, 13}, ""},
+		{"lost", 10, 12, 3, 0, []int32{11, 12}, "an increment lost"},
+		{"doubled", 10, 16, 3, 2, []int32{11, 12, 13}, "an increment doubled"},
+		{"returned twice", 10, 13, 3, 0, []int32{11, 12, 12}, "two Adds returned 12"},
+		{"returned beyond final", 10, 13, 3, 0, []int32{11, 12, 14}, "outside (10, 13]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := counterVerdict(c.start, c.final, c.ok, c.maybe, c.values)
+			switch {
+			case c.want == "" && len(bad) > 0:
+				t.Errorf("reported %q", bad)
+			case c.want != "" && len(bad) == 0:
+				t.Errorf("nothing reported, want %q", c.want)
+			case c.want != "" && !strings.Contains(strings.Join(bad, "; "), c.want):
+				t.Errorf("reported %q, want %q", bad, c.want)
+			}
+		})
+	}
 }

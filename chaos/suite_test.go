@@ -14,6 +14,7 @@ import (
 	"github.com/zkrecipes/zkrecipes/election"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/timeline"
+	"github.com/zkrecipes/zkrecipes/internal/wirefault"
 	"github.com/zkrecipes/zkrecipes/lock"
 	"github.com/zkrecipes/zkrecipes/registry"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -73,6 +74,9 @@ type bugs struct {
 	// registration's back (and stops its updates): after a new session
 	// nothing re-creates its node.
 	registryClosed bool
+	// unknownAsSuccess makes the adders record an Add whose outcome is
+	// unknown as a success.
+	unknownAsSuccess bool
 }
 
 // instanceView is what the cache check reads.
@@ -93,6 +97,9 @@ type config struct {
 	// beforeLiveCheck and afterLiveCheck run around the check for orphans
 	// made while the sessions are alive.
 	beforeLiveCheck, afterLiveCheck func(su *suite)
+	// lostWriteMode, if set, is the mode of every lost-write fault
+	// (otherwise they alternate from a seeded start).
+	lostWriteMode wirefault.Mode
 }
 
 // client is one process's worth of ZooKeeper use: a session with a network
@@ -135,6 +142,11 @@ type suite struct {
 	clients []*client
 	byName  map[string]*client
 	regs    []*service
+	adders  []*adder
+
+	counterPath  string
+	counterStart int32
+	lw           lostWrites // under fmu
 
 	aimed       int // faults aimed at holders so far
 	fmu         sync.Mutex
@@ -149,13 +161,18 @@ type faultRec struct {
 }
 
 func (su *suite) newClient(name, role string) *client {
+	return su.newClientWith(name, role, resilience.WithSessionTimeout(sessionTimeout))
+}
+
+// newClientWith is newClient with the session options opts.
+func (su *suite) newClientWith(name, role string, opts ...resilience.Option) *client {
 	t := su.t
 	l, err := ens.NewLink()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	s := testkit.Connect(t, l.Addrs(), resilience.WithSessionTimeout(sessionTimeout))
+	s := testkit.Connect(t, l.Addrs(), opts...)
 	c := &client{name: name, role: role, link: l, s: s}
 	s.AddListener(func(tr resilience.Transition) { su.sessionState(c, tr) })
 	su.clients = append(su.clients, c)
