@@ -537,6 +537,30 @@ func (g *Registration) look(ctx context.Context, p string) ([]byte, *zk.Stat, er
 	return s.Get(ctx, p)
 }
 
+// undoCreate removes the node this registration has just created at p,
+// when Register fails before it could record it: an ephemeral node only if
+// this session owns it, a persistent one only while it is untouched (at
+// version 0 with this registration's data). It takes at most a session
+// timeout.
+func (g *Registration) undoCreate(p string, inst Instance, data []byte) {
+	s := g.r.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout())
+	defer cancel()
+	got, st, err := s.Get(ctx, p)
+	if err != nil {
+		return
+	}
+	if inst.ephemeral() && st.EphemeralOwner != s.SessionID() {
+		return
+	}
+	if !inst.ephemeral() && (st.Version != 0 || !bytes.Equal(got, data)) {
+		return
+	}
+	if err := s.Delete(ctx, p, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, resilience.ErrOutcomeUnknown) {
+		s.Logger().Warn("registry: could not remove the node of a failed Register", "path", p, "error", err)
+	}
+}
+
 // createNode creates the registration's node, deciding by who owns the
 // node already at the path, if any.
 func (g *Registration) createNode(ctx context.Context, inst Instance, data []byte) error {
@@ -547,6 +571,9 @@ func (g *Registration) createNode(ctx context.Context, inst Instance, data []byt
 			ok, st, err := s.Exists(ctx, created)
 			switch {
 			case err != nil:
+				// The caller gave up (or the session went) right after the
+				// node was made: it must not stay behind unregistered.
+				g.undoCreate(created, inst, data)
 				return err
 			case !ok:
 				continue // deleted at once by someone else: restore it
