@@ -62,6 +62,17 @@ func createAt(n func(string) string, data []byte, flags int32) func(context.Cont
 	}
 }
 
+// deleteChildren is B's removal of every node under base.
+func deleteChildren(ctx context.Context, b *Session, base string) error {
+	names, _, err := b.Children(ctx, base)
+	for _, c := range names {
+		if err == nil {
+			err = b.Delete(ctx, base+"/"+c, -1)
+		}
+	}
+	return err
+}
+
 // deleteAt is B's delete of n(base), fine if it is gone already.
 func deleteAt(n func(string) string) func(context.Context, *Session, string) error {
 	return func(ctx context.Context, b *Session, base string) error {
@@ -169,15 +180,7 @@ func verifyCases(aSession func() int64) []verifyCase {
 				"same": func(ctx context.Context, b *Session, base string) error {
 					return mustCreate(ctx, b, base+"/n-", []byte("a"), zk.FlagSequence)
 				},
-				"undo": func(ctx context.Context, b *Session, base string) error {
-					names, _, err := b.Children(ctx, base)
-					for _, c := range names {
-						if err == nil {
-							err = b.Delete(ctx, base+"/"+c, -1)
-						}
-					}
-					return err
-				},
+				"undo": deleteChildren,
 			},
 			want: map[string]string{
 				"request/none": "ok", "request/same": "unknown", "request/undo": "ok",
@@ -204,15 +207,7 @@ func verifyCases(aSession func() int64) []verifyCase {
 					_, err := b.CreateProtected(ctx, base+"/lock-", []byte("a"), zk.FlagEphemeralSequential, nil)
 					return err
 				},
-				"undo": func(ctx context.Context, b *Session, base string) error {
-					names, _, err := b.Children(ctx, base)
-					for _, c := range names {
-						if err == nil {
-							err = b.Delete(ctx, base+"/"+c, -1)
-						}
-					}
-					return err
-				},
+				"undo": deleteChildren,
 			},
 			want: map[string]string{
 				"request/none": "ok", "request/same": "unknown", "request/undo": "ok",
