@@ -23,21 +23,31 @@ func TestLinkFaultsOneClient(t *testing.T) {
 	if len(l.Addrs()) != 1 || l.Addrs()[0] == e.Addrs()[0] || l.ProxyFor(l.Addrs()[0]) != l.Proxy(0) || l.ProxyFor("nowhere") != nil {
 		t.Fatalf("link addrs %v, ensemble %v", l.Addrs(), e.Addrs())
 	}
-	a := connect(t, l.Addrs(), 3*time.Second)
-	b := connect(t, e.Addrs(), 3*time.Second)
+	a := connect(t, l.Addrs(), 6*time.Second)
+	b := connect(t, e.Addrs(), 6*time.Second)
 	id := a.SessionID()
 
+	// While the link is black-holed, a's requests go unanswered and b's
+	// are served.
 	l.Blackhole()
-	waitFor(t, 10*time.Second, "the linked client to notice the partition", func() bool {
-		return a.count(zk.StateDisconnected) > 0
-	})
+	blocked := make(chan error, 1)
+	go func() {
+		_, _, err := a.Exists("/")
+		blocked <- err
+	}()
 	if _, err := b.Create("/link", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatalf("the other client was cut off too: %v", err)
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("the linked client was answered (%v) through a black-holed link", err)
+	case <-time.After(300 * time.Millisecond):
 	}
 	if b.count(zk.StateDisconnected) != 0 {
 		t.Fatal("the other client was disconnected")
 	}
 	l.Heal()
+	<-blocked // Heal closes the black-holed connection: the call ends
 	waitFor(t, 10*time.Second, "the linked client to reconnect", a.hasSession)
 	if a.SessionID() != id {
 		t.Fatalf("session changed from 0x%x to 0x%x after a short partition", id, a.SessionID())
