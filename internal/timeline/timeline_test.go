@@ -574,15 +574,21 @@ func TestLargeRunSize(t *testing.T) {
 	}
 }
 
-// TestWriteSample writes pictures to look at: go test -run TestWriteSample
+// TestWriteSample writes every format through WriteFile; to keep the
+// pictures and look at them: go test -run TestWriteSample
 // -timeline.sample=/tmp/tl ./internal/timeline/
 func TestWriteSample(t *testing.T) {
-	if *sampleDir == "" {
-		t.Skip("-timeline.sample not set")
+	dir := *sampleDir
+	if dir == "" {
+		dir = t.TempDir()
 	}
 	for name, tl := range map[string]*Timeline{"sample.svg": sample(), "sample.html": sample(), "big.html": big(), "big.svg": big()} {
-		if err := tl.WriteFile(filepath.Join(*sampleDir, name)); err != nil {
+		p := filepath.Join(dir, name)
+		if err := tl.WriteFile(p); err != nil {
 			t.Fatal(err)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: not written (%v)", p, err)
 		}
 	}
 }
