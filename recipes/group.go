@@ -79,17 +79,15 @@ func (g *Group) publish(ctx context.Context) error {
 		}
 		// There already, or the create's outcome is unknown: look at whose
 		// node is there, and only ever write to this session's own.
-		ok, st, err := g.s.Exists(ctx, g.node)
+		got, st, err := g.s.Get(ctx, g.node)
 		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue // gone meanwhile: create it
 		case err != nil:
 			return err
-		case !ok:
-			continue // gone meanwhile: create it
 		case st.EphemeralOwner != g.s.SessionID():
 			return fmt.Errorf("recipes: group member %s is held by another session (%#x)", g.node, st.EphemeralOwner)
-		}
-		got, st, err := g.s.Get(ctx, g.node)
-		if err == nil && bytes.Equal(got, data) && st.EphemeralOwner == g.s.SessionID() {
+		case bytes.Equal(got, data):
 			return nil
 		}
 		_, err = g.s.Set(ctx, g.node, data, st.Version)
