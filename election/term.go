@@ -37,8 +37,13 @@ func (t *Term) Done() <-chan struct{} { return t.h.Context().Done() }
 // Err returns nil while the term lasts, then the reason it ended.
 func (t *Term) Err() error { return t.h.Err() }
 
-// Token returns the fencing token: the candidate node's czxid, larger for
-// every later leader of the same election.
+// Token returns the fencing token: the czxid of the candidate node; never
+// 0. It is read when leadership is confirmed, before the term begins, so
+// Token never blocks and returns the same value after the term has ended.
+// Every later leader of the same election has a larger token, so a store
+// that refuses tokens lower than the highest it has seen (see package
+// fence) refuses the writes of a leader that has been superseded, even one
+// whose process was paused through its own step-down.
 func (t *Term) Token() int64 { return t.h.Token() }
 
 // Path returns the candidate node of this term.

@@ -20,9 +20,15 @@
 //     another client may acquire the lock before this one hears of it. Use
 //     fencing tokens if that matters.
 //
-// Every lease carries a fencing token (Token): the czxid of its node, which
-// is larger for every later holder of the same lock. Downstream systems can
-// reject writes carrying an older token. For state kept in ZooKeeper itself,
+// Every lease carries a fencing token (Token): the czxid of its node, read
+// at acquisition (never 0, and still there after the lease ends), which is
+// larger for every later holder of the same lock. Downstream systems can
+// reject writes carrying an older token; package
+// github.com/zkrecipes/zkrecipes/fence is a reference store that does. No
+// loss policy protects a holder whose own process pauses (a GC pause, a
+// stopped VM) for longer than its margin: it resumes believing it holds,
+// after the ensemble has handed the lock on. Only fencing catches that
+// (docs/fencing.md). For state kept in ZooKeeper itself,
 // Lease.Guarded runs a transaction that applies only while the lease's node
 // still exists.
 //

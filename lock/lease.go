@@ -17,9 +17,9 @@ type Lease struct {
 	h *recipes.Hold
 }
 
-func newLease(s *resilience.Session, e recipes.Entry, policy LossPolicy, tel *telemetry, kind string) *Lease {
+func newLease(s *resilience.Session, e recipes.Entry, policy LossPolicy, tel *telemetry, kind string, token int64) *Lease {
 	tel.held.Add(context.Background(), 1, tel.kindAttr(kind))
-	return &Lease{h: recipes.NewHold(s, e, policy, 0, func(lost bool, cause error) {
+	return &Lease{h: recipes.NewHold(s, e, policy, token, func(lost bool, cause error) {
 		tel.held.Add(context.Background(), -1, tel.kindAttr(kind))
 		if lost {
 			tel.lost(kind, cause)
@@ -40,10 +40,15 @@ func (l *Lease) Err() error { return l.h.Err() }
 // Path returns the lease's znode.
 func (l *Lease) Path() string { return l.h.Entry().Path }
 
-// Token returns the fencing token: the czxid of the lease's node, larger for
-// every later holder of the same lock. The first call reads it (one round
-// trip, so acquisitions that never ask for it pay nothing); it returns 0 if
-// the lease ended before the token was known.
+// Token returns the fencing token: the czxid of the lease's node; never 0.
+// It is read when the lease is acquired, so Token never blocks, and it
+// returns the same value after the lease has ended (released or lost).
+// Every later holder of the same Mutex (or write side of an RWMutex) has a
+// larger token, so a store that refuses tokens lower than the highest it
+// has seen (see package fence) refuses the writes of a holder that has
+// been superseded. Concurrent holders (RWMutex readers, Semaphore leases)
+// have different tokens, ordered by acquisition, none of which excludes
+// the others.
 func (l *Lease) Token() int64 { return l.h.Token() }
 
 // Guarded runs ops (*zk.CreateRequest, *zk.SetDataRequest, *zk.DeleteRequest,

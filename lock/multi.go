@@ -112,6 +112,26 @@ func (m *MultiLease) Context() context.Context { return m.ctx }
 // Done is Context().Done().
 func (m *MultiLease) Done() <-chan struct{} { return m.ctx.Done() }
 
+// Token returns the multi-lease's fencing token: the largest token of its
+// leases, which is that of the lock with the greatest path (taken last);
+// never 0, and known at acquisition like Lease.Token. A later MultiLease
+// of the same MultiLock has a larger token: its node on that last lock was
+// created after the earlier holder's, because a node ahead of the earlier
+// holder's would have had to be gone before the earlier holding began. So a
+// resource written only under this MultiLock can be fenced with Token. Do
+// not mix these tokens with those of single locks on the same resource
+// unless that lock is the last one: a Mutex lease on an earlier path may be
+// newer yet carry a smaller token.
+func (m *MultiLease) Token() int64 {
+	var max int64
+	for _, l := range m.leases {
+		if t := l.Token(); t > max {
+			max = t
+		}
+	}
+	return max
+}
+
 // Leases returns the individual leases, in path order.
 func (m *MultiLease) Leases() []*Lease { return append([]*Lease(nil), m.leases...) }
 

@@ -65,13 +65,45 @@ func newBase(s *resilience.Session, p string, opts []Option) (base, error) {
 // leaves no node behind when it fails or is cancelled.
 func (b *base) acquire(ctx context.Context, q *recipes.Queue, kind string, wait bool) (*Lease, error) {
 	return b.tel.acquireSpan(ctx, kind, q.Parent, func(ctx context.Context) (*Lease, error) {
-		e, err := q.Take(ctx, b.s, wait)
-		if errors.Is(err, recipes.ErrNotFirst) {
-			return nil, ErrLocked
+		for {
+			e, err := q.Take(ctx, b.s, wait)
+			if errors.Is(err, recipes.ErrNotFirst) {
+				return nil, ErrLocked
+			}
+			if err != nil {
+				return nil, err
+			}
+			token, err := readToken(ctx, b.s, e)
+			if errors.Is(err, errNodeGone) || errors.Is(err, resilience.ErrSessionLost) {
+				continue // our node went before the lease began: queue again
+			}
+			if err != nil {
+				return nil, err
+			}
+			return newLease(b.s, e, b.opts.policy, b.tel, kind, token), nil
 		}
-		if err != nil {
-			return nil, err
-		}
-		return newLease(b.s, e, b.opts.policy, b.tel, kind), nil
 	})
+}
+
+// errNodeGone: the node whose turn came was gone (or not ours) when its
+// fencing token was read.
+var errNodeGone = errors.New("lock: node gone before its lease began")
+
+// readToken reads the czxid of e's node, the lease's fencing token, once
+// its turn has come and before the lease begins, so that Token is known
+// for the whole lease. go-zookeeper/zk's create returns only the path, so
+// this is one read per acquisition. A node that is gone or belongs to
+// another session gives errNodeGone; on any error e is left (its node
+// deleted, if still there).
+func readToken(ctx context.Context, s *resilience.Session, e recipes.Entry) (int64, error) {
+	ok, st, err := s.Exists(ctx, e.Path)
+	switch {
+	case err != nil:
+		_ = recipes.Leave(s, e)
+		return 0, err
+	case !ok || st.EphemeralOwner != e.SessionID || st.Czxid <= 0:
+		_ = recipes.Leave(s, e)
+		return 0, fmt.Errorf("%w: %s", errNodeGone, e.Path)
+	}
+	return st.Czxid, nil
 }

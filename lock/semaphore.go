@@ -109,7 +109,14 @@ func (sem *Semaphore) take(ctx context.Context, guard *Lease, leases string, wai
 			return nil, errLeaseGone
 		}
 		if len(cs) <= sem.max {
-			return newLease(sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore"), nil
+			token, err := readToken(ctx, sem.b.s, e)
+			if errors.Is(err, errNodeGone) {
+				return nil, errLeaseGone
+			}
+			if err != nil {
+				return nil, guardErr(guard, err)
+			}
+			return newLease(sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore", token), nil
 		}
 		if !wait {
 			_ = recipes.Leave(sem.b.s, e)

@@ -60,22 +60,26 @@ type Hold struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	mu        sync.Mutex
-	ended     bool
-	released  bool
-	cleanup   bool // lost at Suspended: delete the node once the session is back
-	unlisten  func()
-	tokenOnce sync.Once
-	tokenDone chan struct{}
-	token     int64
+	token int64 // the node's czxid, known before the holding began
+
+	mu       sync.Mutex
+	ended    bool
+	released bool
+	cleanup  bool // lost at Suspended: delete the node once the session is back
+	unlisten func()
 }
 
-// NewHold starts holding e. token is the fencing token if the caller
-// already knows it (the node's czxid), or 0 to read it right away in the
-// background. onEnd, if not nil, is called once when the holding ends.
+// NewHold starts holding e. token is the fencing token: the czxid of e's
+// node, which the caller read (Session.Exists) after its turn came and
+// before calling NewHold, so that Token is known for the whole holding.
+// NewHold panics if token is not positive (a node's czxid never is). onEnd,
+// if not nil, is called once when the holding ends.
 func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onEnd func(lost bool, cause error)) *Hold {
+	if token <= 0 {
+		panic(fmt.Sprintf("recipes: NewHold of %s without its fencing token (czxid %d)", e.Path, token))
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	h := &Hold{s: s, entry: e, policy: policy, onEnd: onEnd, ctx: ctx, cancel: cancel, tokenDone: make(chan struct{})}
+	h := &Hold{s: s, entry: e, policy: policy, token: token, onEnd: onEnd, ctx: ctx, cancel: cancel}
 	h.mu.Lock()
 	h.unlisten = s.AddListener(h.onTransition)
 	h.mu.Unlock()
@@ -87,20 +91,7 @@ func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onE
 	case st == resilience.Suspended && policy == LoseOnSuspend:
 		h.lose(fmt.Errorf("%w: connection suspended", ErrLost), true)
 	}
-	if token != 0 {
-		h.token = token
-		h.tokenOnce.Do(func() {})
-		close(h.tokenDone)
-	}
 	return h
-}
-
-func (h *Hold) fetchToken() {
-	defer close(h.tokenDone)
-	_, st, err := h.s.Exists(h.ctx, h.entry.Path)
-	if err == nil && st != nil {
-		h.token = st.Czxid
-	}
 }
 
 // onTransition runs on the session's goroutine; it only cancels and
@@ -199,22 +190,12 @@ func (h *Hold) Err() error {
 // Entry returns the held queue entry.
 func (h *Hold) Entry() Entry { return h.entry }
 
-// Token returns the fencing token (the node's czxid). If the caller did
-// not know it, the first call reads it (one round trip; holders that never
-// ask pay nothing); 0 if the holding ended before it was known.
-func (h *Hold) Token() int64 {
-	h.tokenOnce.Do(func() { go h.fetchToken() })
-	select {
-	case <-h.tokenDone:
-	case <-h.ctx.Done():
-		select {
-		case <-h.tokenDone:
-		default:
-			return 0
-		}
-	}
-	return h.token
-}
+// Token returns the fencing token: the czxid of the held node; never 0.
+// It was known before the holding began, so Token never blocks and returns
+// the same value after the holding has ended (lost or released). Every
+// later node under the same parent has a larger czxid, so a later holder
+// of an exclusive turn always has a larger token.
+func (h *Hold) Token() int64 { return h.token }
 
 // Guarded runs ops as one transaction that applies only if the held node
 // still exists. A holding already lost, or a missing node, gives an error
