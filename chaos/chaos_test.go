@@ -12,19 +12,23 @@
 // holds exactly its start plus every successful Add plus some of the Adds
 // whose outcome was reported unknown.
 //
-// The workloads hold for durations drawn from a mix: many short holdings
-// (handoff volume) and a good share long enough to span a fault, some
-// longer than the session timeout, so a holder that does not step down
-// when told is seen overlapping its successor. Every run writes a timeline
-// (chaos-timeline.html and .svg) of holdings, session states, faults and
-// violations.
+// The workloads hold for durations drawn from a mix: short holdings and a
+// good share long enough to span a fault, some longer than the session
+// timeout, so a holder that does not step down when told is seen
+// overlapping its successor. Handoff volume comes from a lane of its own:
+// three more clients contend for a second mutex (its own path), holding
+// 1–20 ms and never longer, tens of handoffs a second, under the same
+// exclusion check and a progress floor of their own; the summary counts
+// holdings per lane. Every run writes a timeline (chaos-timeline.html and
+// .svg) of holdings, session states, faults and violations.
 //
 //	go test ./chaos -run 'TestChaos$' -v -args -chaos.duration=10m -chaos.seed=7
 //
 // -chaos.bug=lock,semaphore,term makes the workloads' long holdings ignore
 // their loss signal, to watch the checker catch holders that do not step
-// down in a full run; the TestCheckerCatches tests give the checker one
-// failing input of every kind.
+// down in a full run (short-lock makes one short-lane client lock a path
+// of its own); the TestCheckerCatches tests give the checker one failing
+// input of every kind.
 package chaos
 
 import (
@@ -45,7 +49,7 @@ var (
 	duration = flag.Duration("chaos.duration", 40*time.Second, "how long to inject faults (at least one full cycle of every kind is injected)")
 	seed     = flag.Uint64("chaos.seed", 1, "seed of the fault schedule")
 	outDir   = flag.String("chaos.out", "", "directory for chaos-timeline.html and chaos-timeline.svg (default: os.TempDir()/zkrecipes-chaos-<seed>)")
-	bugFlag  = flag.String("chaos.bug", "", "make workloads ignore their loss signal on long holdings, to watch the checker catch it: comma-separated lock,semaphore,term")
+	bugFlag  = flag.String("chaos.bug", "", "make workloads ignore their loss signal on long holdings (lock, semaphore, term) or one short-lane client lock a path of its own (short-lock), to watch the checker catch it: comma-separated")
 )
 
 var ens *zktest.Ensemble
@@ -84,8 +88,10 @@ func TestChaos(t *testing.T) {
 			cfg.bugs.semIgnoresLoss = true
 		case resTerm:
 			cfg.bugs.leaderIgnoresLoss = true
+		case resShort:
+			cfg.bugs.shortAstray = true
 		default:
-			t.Fatalf("-chaos.bug: unknown %q (want lock, semaphore, term)", b)
+			t.Fatalf("-chaos.bug: unknown %q (want lock, semaphore, term, short-lock)", b)
 		}
 	}
 	res := run(t, cfg)

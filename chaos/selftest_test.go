@@ -138,6 +138,19 @@ func TestCheckerCatchesTwoLeaders(t *testing.T) {
 	}, vLeaders)
 }
 
+// One short-lane client locks a path of its own, so nothing excludes it:
+// its 1–20 ms holdings overlap the others' in the lane's busy queue, which
+// the lane's exclusion check must report (and nothing else: its nodes are
+// outside the checked queues).
+func TestCheckerCatchesShortLockOverlap(t *testing.T) {
+	res := selfTest(t, config{
+		duration: 3 * time.Second,
+		bugs:     bugs{shortAstray: true},
+		schedule: func(su *suite, ctx context.Context) { sleep(ctx, time.Hour) },
+	}, vShort)
+	t.Logf("%d short-lane holdings, %d overlaps", len(res.su.led.of(resShort)), len(res.violations[vShort]))
+}
+
 // The first service's registry is closed behind its registration's back;
 // once its session expires nothing brings the node back.
 func TestCheckerCatchesLostRegistration(t *testing.T) {

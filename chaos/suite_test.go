@@ -26,6 +26,8 @@ const (
 	resLock      = "lock"
 	resSemaphore = "semaphore"
 	resTerm      = "term"
+	// resShort is the short-hold lock lane's mutex, a lock of its own.
+	resShort = "short-lock"
 )
 
 const semSize = 2
@@ -49,6 +51,12 @@ var (
 	holdMix = []band{{0.55, 5 * time.Millisecond, 50 * time.Millisecond}, {0.30, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.15, 1600 * time.Millisecond, 4 * time.Second}}
 	termMix = []band{{0.45, 20 * time.Millisecond, 300 * time.Millisecond}, {0.35, 300 * time.Millisecond, 1200 * time.Millisecond}, {0.20, 1600 * time.Millisecond, 4 * time.Second}}
 )
+
+// shortMix is the short-hold lane's: 1–20 ms, never longer, so its three
+// contenders hand the lock on tens of times a second (queue ordering,
+// watches firing, cancelled acquisitions in a busy queue) while the main
+// lock lane's long holdings test the step-down.
+var shortMix = []band{{1, time.Millisecond, 20 * time.Millisecond}}
 
 // longHold is where the bugs start: holdings planned at least this long
 // ignore their loss signal when a bug is on.
@@ -77,6 +85,9 @@ type bugs struct {
 	// unknownAsSuccess makes the adders record an Add whose outcome is
 	// unknown as a success.
 	unknownAsSuccess bool
+	// shortAstray makes the first short-lane client lock a path of its
+	// own: nothing excludes it from the other short-lane holders.
+	shortAstray bool
 }
 
 // instanceView is what the cache check reads.
@@ -107,7 +118,7 @@ type config struct {
 // alone, and it can move to another server when its own goes.
 type client struct {
 	name string
-	role string // locker, sem, elector, service, cache
+	role string // locker, short-locker, sem, elector, service, counter, cache
 	link *zktest.Link
 	s    *resilience.Session
 
@@ -265,7 +276,7 @@ func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error
 	if h.lost {
 		label += fmt.Sprintf("; loss signalled after %v, stopped %v later", h.lostAt.Sub(start).Round(time.Millisecond), end.Sub(h.lostAt).Round(time.Millisecond))
 	}
-	su.tl.AddSpan(c.name, timeline.Span{Kind: map[string]string{resLock: timeline.KindLock, resSemaphore: timeline.KindSemaphore, resTerm: timeline.KindTerm}[res], Start: start, End: h.end, Label: label})
+	su.tl.AddSpan(c.name, timeline.Span{Kind: map[string]string{resLock: timeline.KindLock, resShort: timeline.KindLock, resSemaphore: timeline.KindSemaphore, resTerm: timeline.KindTerm}[res], Start: start, End: h.end, Label: label})
 }
 
 func workerRNG(seed uint64, name string) *rand.Rand {
@@ -307,6 +318,37 @@ func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 				}
 				d := draw(rng, holdMix)
 				su.hold(c, resLock, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.lockIgnoresLoss && d >= longHold)
+				_ = l.Release(context.WithoutCancel(su.ctx))
+			}
+		}()
+	}
+}
+
+// shortLockers contend for the short-hold lane's mutex, a lock of its own
+// (its own path and clients), holding 1–20 ms and never ignoring a loss.
+func (su *suite) shortLockers(wg *sync.WaitGroup, n int) {
+	for i := 0; i < n; i++ {
+		c := su.newClient(fmt.Sprintf("short%d", i), "short-locker")
+		path := su.base + "/short-lock"
+		if i == 0 && su.cfg.bugs.shortAstray {
+			path = su.base + "/short-lock-astray" // the bug
+		}
+		m, err := lock.NewMutex(c.s, path)
+		if err != nil {
+			su.t.Fatal(err)
+		}
+		rng := workerRNG(su.cfg.seed, c.name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for su.ctx.Err() == nil {
+				actx, cancel := su.acquireCtx(rng)
+				l, err := m.Lock(actx)
+				cancel()
+				if err != nil {
+					continue
+				}
+				su.hold(c, resShort, l.Context(), lock.ErrLeaseLost, draw(rng, shortMix), false)
 				_ = l.Release(context.WithoutCancel(su.ctx))
 			}
 		}()
