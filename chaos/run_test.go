@@ -201,7 +201,7 @@ func run(t *testing.T, cfg config) *result {
 		capacity  int
 	}{{resLock, vLock, 1}, {resShort, vShort, 1}, {resSemaphore, vSem, semSize}, {resTerm, vLeaders, 1}} {
 		for _, o := range overlaps(su.led.of(r.res), r.res, r.capacity) {
-			res.violations[r.kind] = append(res.violations[r.kind], o.String())
+			res.violations[r.kind] = append(res.violations[r.kind], fmt.Sprintf("%s (fault %s)", o, su.attribute(o.start)))
 			for _, w := range o.who {
 				su.tl.AddViolation(timeline.Mark{Lane: w, Start: o.start, End: o.end, Label: fmt.Sprintf("%d %s holders", o.n, r.res)})
 			}
@@ -368,23 +368,30 @@ func (su *suite) report(res *result, started, faultStart, faultEnd, workEnd time
 		// stepDown: the lane's holdings are meant to test the step-down,
 		// so some lost holding must be taken over before its planned end.
 		stepDown bool
+		// tailMin is the least number of holdings begun after the last
+		// fault healed (in the quiet tail): a lane of short holdings that
+		// makes none there is stuck.
+		tailMin int
 	}
 	var minMargin *margin
 	marginByKind := map[string]time.Duration{}
 	workTime := workEnd.Sub(faultStart)
 	for _, p := range []prog{
-		{resLock, "locker", 1, 20, true},
-		{resShort, "short-locker", 1, shortFloor(faultEnd.Sub(faultStart)), false},
-		{resSemaphore, "sem", semSize, 20, true},
-		{resTerm, "elector", 1, 10, true},
+		{resLock, "locker", 1, 20, true, 0},
+		{resShort, "short-locker", 1, shortFloor(faultEnd.Sub(faultStart)), false, shortTailFloor},
+		{resSemaphore, "sem", semSize, 20, true, 0},
+		{resTerm, "elector", 1, 10, true, 0},
 	} {
 		hs := su.led.of(p.res)
 		per := map[string]int{}
-		lost := 0
+		lost, tail := 0, 0
 		for _, h := range hs {
 			per[h.who]++
 			if h.lost {
 				lost++
+			}
+			if h.start.After(faultEnd) {
+				tail++
 			}
 		}
 		var whos []string
@@ -399,12 +406,15 @@ func (su *suite) report(res *result, started, faultStart, faultEnd, workEnd time
 		if su.cfg.coverage && len(hs) < p.min {
 			res.unmet = append(res.unmet, fmt.Sprintf("%d %s holdings, want at least %d", len(hs), p.res, p.min))
 		}
+		if su.cfg.coverage && tail < p.tailMin {
+			res.unmet = append(res.unmet, fmt.Sprintf("%d %s holdings began after the last fault healed, want at least %d: the lane is stuck", tail, p.res, p.tailMin))
+		}
 		ms := margins(hs, p.capacity)
 		chances := catchable(hs, p.capacity)
 		if su.cfg.coverage && p.stepDown && chances == 0 {
 			res.unmet = append(res.unmet, fmt.Sprintf("no lost %s holding was taken over before its planned end: nothing tested its step-down", p.res))
 		}
-		line := fmt.Sprintf("%s holdings\t%d\t(%.1f/s; %s); lost %d, taken over %d (%d before the planned end)", p.res, len(hs), float64(len(hs))/workTime.Seconds(), strings.Join(whos, ", "), lost, len(ms), chances)
+		line := fmt.Sprintf("%s holdings\t%d\t(%.1f/s; %s); %d after the faults; lost %d, taken over %d (%d before the planned end)", p.res, len(hs), float64(len(hs))/workTime.Seconds(), strings.Join(whos, ", "), tail, lost, len(ms), chances)
 		var low *margin
 		for i := range ms {
 			m := &ms[i]
@@ -502,3 +512,8 @@ func (su *suite) report(res *result, started, faultStart, faultEnd, workEnd time
 func shortFloor(d time.Duration) int {
 	return max(100, int(5*d.Seconds()))
 }
+
+// shortTailFloor is the least number of short-lane holdings begun in the
+// quiet tail after the faults (quietTail and the live orphan check: more
+// than 2 s, in which the lane makes tens of holdings a second).
+const shortTailFloor = 10
