@@ -28,14 +28,18 @@ var (
 type LossPolicy int
 
 const (
-	// LoseOnSuspend ends a holding when its session is suspended: the
-	// client notices a dead link after two thirds of the session timeout,
-	// before the ensemble can expire the session, so the holder steps down
-	// before anyone else can take over. The default.
+	// LoseOnSuspend ends a holding when its session is suspended. The
+	// session suspends itself when its server leaves a liveness probe
+	// unanswered for T/4 (a silent link, a hung server, a blocked send, a
+	// server cut off from its leader) and at the latest at SafeUntil, so
+	// the holder steps down, typically T/4 and at least T/20 before the
+	// ensemble can expire the session. The default.
 	LoseOnSuspend LossPolicy = iota
-	// LoseOnSessionLoss ends a holding only when its session is lost (or
-	// its node turns out to be gone after a reconnect). Fewer false
-	// step-downs, weaker guarantee: see the lock package documentation.
+	// LoseOnSessionLoss keeps a holding through suspensions and ends it
+	// when the session is lost, when its node turns out to be gone after a
+	// reconnect, or, while still suspended, at the session's SafeUntil
+	// (T/20 before the ensemble can expire the session). Fewer false
+	// step-downs, a smaller lead: see the lock package documentation.
 	LoseOnSessionLoss
 )
 
@@ -65,8 +69,9 @@ type Hold struct {
 	mu       sync.Mutex
 	ended    bool
 	released bool
-	cleanup  bool // lost at Suspended: delete the node once the session is back
+	cleanup  bool // lost while Suspended: delete the node once the session is back
 	unlisten func()
+	deadline *time.Timer // LoseOnSessionLoss while Suspended: ends the holding at SafeUntil
 }
 
 // NewHold starts holding e. token is the fencing token: the czxid of e's
@@ -90,8 +95,38 @@ func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onE
 		h.lose(fmt.Errorf("%w: session %#x ended before the holding began", ErrLost, e.SessionID), false)
 	case st == resilience.Suspended && policy == LoseOnSuspend:
 		h.lose(fmt.Errorf("%w: connection suspended", ErrLost), true)
+	case st == resilience.Suspended:
+		h.armDeadline()
 	}
 	return h
+}
+
+// armDeadline ends a LoseOnSessionLoss holding at the session's SafeUntil,
+// the last moment at which the ensemble provably still holds the session,
+// unless the session is back first.
+func (h *Hold) armDeadline() {
+	until := h.s.SafeUntil()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended || h.deadline != nil {
+		return
+	}
+	h.deadline = time.AfterFunc(time.Until(until), func() {
+		if h.s.State() != resilience.Suspended || h.s.SessionID() != h.entry.SessionID {
+			return // back (or lost) in the meantime; the listener decides
+		}
+		h.lose(fmt.Errorf("%w: suspended past %s, when the ensemble may expire session %#x",
+			ErrLost, until.Format("15:04:05.000"), h.entry.SessionID), true)
+	})
+}
+
+func (h *Hold) disarmDeadline() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.deadline != nil {
+		h.deadline.Stop()
+		h.deadline = nil
+	}
 }
 
 // onTransition runs on the session's goroutine; it only cancels and
@@ -99,13 +134,19 @@ func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onE
 func (h *Hold) onTransition(t resilience.Transition) {
 	switch t.To {
 	case resilience.Suspended:
-		if h.policy == LoseOnSuspend && t.SessionID == h.entry.SessionID {
+		if t.SessionID != h.entry.SessionID {
+			return
+		}
+		if h.policy == LoseOnSuspend {
 			h.lose(fmt.Errorf("%w: connection to ZooKeeper suspended (%s)", ErrLost, t.Cause), true)
+		} else {
+			h.armDeadline()
 		}
 	case resilience.Reconnected:
 		if t.SessionID != h.entry.SessionID {
 			return
 		}
+		h.disarmDeadline()
 		h.mu.Lock()
 		clean, ended := h.cleanup, h.ended
 		h.cleanup = false
@@ -130,10 +171,12 @@ func (h *Hold) onTransition(t resilience.Transition) {
 		}
 	case resilience.Lost:
 		if t.OldSessionID == h.entry.SessionID {
+			h.disarmDeadline()
 			h.lose(fmt.Errorf("%w: session %#x %s", ErrLost, t.OldSessionID, t.Cause), false)
 			h.stopListening()
 		}
 	case resilience.Closed:
+		h.disarmDeadline()
 		h.lose(fmt.Errorf("%w: session closed", ErrLost), false)
 		h.stopListening()
 	}
@@ -167,6 +210,7 @@ func (h *Hold) lose(cause error, cleanup bool) {
 }
 
 func (h *Hold) stopListening() {
+	h.disarmDeadline()
 	h.mu.Lock()
 	f := h.unlisten
 	h.unlisten = nil

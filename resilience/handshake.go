@@ -1,7 +1,6 @@
 package resilience
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -49,32 +48,110 @@ func parseConnectResponse(b []byte) (handshakeReply, error) {
 }
 
 // connInfo is what the session layer learns by watching the bytes of one
-// go-zookeeper/zk connection. go-zookeeper/zk keeps the negotiated timeout
-// private and its session events carry no session id, so both are read off
-// the handshake. heardAt is a lower bound on when the server last heard from
-// this client: the send time of the latest request (handshake or ping) whose
-// reply has arrived. The ensemble cannot expire the session before heardAt
-// plus the timeout, so a presumption based on it never comes too late.
+// go-zookeeper/zk connection, and by probing it (see probe.go).
+// go-zookeeper/zk keeps the negotiated timeout private and its session
+// events carry no session id, so both are read off the handshake.
 //
-// When the client's server is a follower, it passes session touches on to
-// the ensemble's leader (which expires sessions) only every half tick, so a
-// follower that dies may take the latest touch with it. The touch of the
-// ping before (a third of the timeout earlier, and the negotiated timeout
-// is at least two ticks) has always been passed on; prevHeardAt keeps its
-// send time, and presumed expiry counts from there.
+// Two clocks decide loss (docs/state-machine.md gives the argument):
+//
+//   - ackedAt: when the latest request answered by the current server was
+//     issued: the newest liveness probe, or the handshake. No answer for
+//     too long after it, and the session suspends itself (probeOverdue).
+//   - leaderAt: a time at which the ensemble's leader, the server that
+//     expires sessions, has provably heard from this session. The leader
+//     cannot expire the session before leaderAt plus the timeout, so a
+//     presumption counted from it never comes too late.
 //
 // lastZxid stands in for go-zookeeper/zk's own Conn.lastZxid; see sniffConn.
 type connInfo struct {
-	heardAt     atomic.Int64 // unix nanos
-	prevHeardAt atomic.Int64 // the heardAt before the latest one
-	sessionID   atomic.Int64 // from the latest ConnectResponse (0: expired)
-	timeout     atomic.Int64 // negotiated timeout from the latest ConnectResponse
-	lastZxid    atomic.Int64 // zxid of the latest reply to a request
+	sessionID atomic.Int64 // from the latest ConnectResponse (0: expired)
+	timeout   atomic.Int64 // negotiated timeout from the latest ConnectResponse
+	lastZxid  atomic.Int64 // zxid of the latest reply to a request
+
+	ackedAt  atomic.Int64 // unix nanos
+	leaderAt atomic.Int64 // unix nanos
+	probeAt  atomic.Int64 // issue time of the probe awaiting its answer, 0 if none
+
+	cur atomic.Pointer[sniffConn] // the TCP connection in use, for cut
+
+	// requested is the timeout asked for, used until one is negotiated.
+	requested time.Duration
+
+	mu     sync.Mutex
+	probes []int64 // issue times of recently answered probes, oldest first
+}
+
+// limit returns the session timeout to reason with: the negotiated one, or
+// the requested one before any server answered.
+func (i *connInfo) limit() time.Duration {
+	if t := i.timeout.Load(); t > 0 {
+		return time.Duration(t)
+	}
+	return i.requested
+}
+
+// storeMax raises a to v if v is later.
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// handshaken records a session granted or resumed by a handshake sent at
+// sent. Creating a session is a leader transaction, and a follower resumes
+// one only after the leader has revalidated (and touched) it, so both
+// clocks move to the send time.
+func (i *connInfo) handshaken(sent int64) {
+	storeMax(&i.ackedAt, sent)
+	storeMax(&i.leaderAt, sent)
+}
+
+// probed records a liveness probe (a sync, which passes through the
+// leader) issued at issued and answered. The server touched the session
+// when the probe arrived; a follower passes its touches on to the leader
+// in answer to the leader's pings, which come every half tick. The probe's
+// answer shows the follower was in touch with the leader when the leader
+// processed it, but not that the touch table sent after it arrived. The
+// touch of a probe issued a third of the timeout before an answered one
+// has: a whole leader ping round fits between them (the timeout is at
+// least two ticks, so half a tick is at most a quarter of it). So leaderAt
+// moves to the newest answered probe issued at least a third of the
+// timeout before this one.
+func (i *connInfo) probed(issued int64) {
+	storeMax(&i.ackedAt, issued)
+	lag := int64(i.limit() / 3)
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.probes = append(i.probes, issued)
+	var leader int64
+	keep := 0
+	for k, at := range i.probes {
+		if at <= issued-lag {
+			leader, keep = at, k
+		}
+	}
+	i.probes = append(i.probes[:0], i.probes[keep:]...)
+	if leader > 0 {
+		storeMax(&i.leaderAt, leader)
+	}
+}
+
+// cut closes the TCP connection in use, so that go-zookeeper/zk moves on
+// to the next server at once.
+func (i *connInfo) cut() {
+	if c := i.cur.Load(); c != nil {
+		c.Conn.Close()
+	}
 }
 
 // sniffConn passes the byte stream through, decoding the first frame the
-// server sends (the ConnectResponse) and the header of every later reply,
-// and noting when the handshake and each ping were written.
+// server sends (the ConnectResponse) and the header of every later reply.
+// A handshake that gets no answer within a third of the timeout is cut
+// off (go-zookeeper/zk would wait ten read timeouts), so a silent server
+// costs one short wait before the next one is tried.
 //
 // It also keeps go-zookeeper/zk v1.0.4 clear of a data race: its receive
 // goroutine writes Conn.lastZxid for every reply while, after a reconnect,
@@ -93,8 +170,13 @@ type sniffConn struct {
 	net.Conn
 	info *connInfo
 
-	mu      sync.Mutex
-	pending []int64 // send times of the handshake and pings awaiting replies, in order
+	sentAt  atomic.Int64 // when the ConnectRequest was written
+	answer  atomic.Bool  // the ConnectResponse has arrived
+	watchMu sync.Mutex
+	watch   *time.Timer // cuts a handshake left unanswered
+
+	// Write side, touched only by the writing goroutine.
+	sentHandshake bool
 
 	// Read side, touched only by the reading goroutine.
 	handshook bool
@@ -108,28 +190,43 @@ const (
 	opSetWatches   = 101
 )
 
-// pingFrame is how go-zookeeper/zk writes a ping: length 8, xid -2, opcode 11.
-var pingFrame = []byte{0, 0, 0, 8, 0xff, 0xff, 0xff, 0xfe, 0, 0, 0, 11}
-
 func (c *sniffConn) Write(p []byte) (int, error) {
 	switch {
-	case !c.handshook:
+	case !c.sentHandshake:
 		// The ConnectRequest: length, protocolVersion, lastZxidSeen, ...
-		c.mu.Lock()
-		c.pending = append(c.pending, time.Now().UnixNano())
-		c.mu.Unlock()
+		c.sentHandshake = true
+		c.sentAt.Store(time.Now().UnixNano())
+		if limit := c.info.limit(); limit > 0 {
+			c.watchMu.Lock()
+			c.watch = time.AfterFunc(limit/3, func() {
+				if !c.answer.Load() {
+					c.Conn.Close()
+				}
+			})
+			c.watchMu.Unlock()
+		}
 		if len(p) >= 16 {
 			p = withZxid(p, 8, c.info.lastZxid.Load())
 		}
-	case bytes.Equal(p, pingFrame):
-		c.mu.Lock()
-		c.pending = append(c.pending, time.Now().UnixNano())
-		c.mu.Unlock()
 	case len(p) >= 20 && binary.BigEndian.Uint32(p[8:12]) == opSetWatches:
 		// length, xid, opcode, relativeZxid, ...
 		p = withZxid(p, 12, c.info.lastZxid.Load())
 	}
 	return c.Conn.Write(p)
+}
+
+// Close stops the handshake watch and closes the connection.
+func (c *sniffConn) Close() error {
+	c.stopWatch()
+	return c.Conn.Close()
+}
+
+func (c *sniffConn) stopWatch() {
+	c.watchMu.Lock()
+	if c.watch != nil {
+		c.watch.Stop()
+	}
+	c.watchMu.Unlock()
 }
 
 // withZxid returns a copy of the frame p with z written at offset off (the
@@ -176,10 +273,7 @@ func (c *sniffConn) absorb(p []byte) {
 		size := int(binary.BigEndian.Uint32(c.hdr[0:4]))
 		xid := int32(binary.BigEndian.Uint32(c.hdr[4:8]))
 		zxid := int64(binary.BigEndian.Uint64(c.hdr[8:16]))
-		switch {
-		case xid == -2:
-			c.answered()
-		case xid >= 0 && zxid > 0:
+		if xid >= 0 && zxid > 0 {
 			c.info.lastZxid.Store(zxid)
 		}
 		c.skip = max(size+4-replyHeaderLen, 0)
@@ -208,6 +302,8 @@ func (c *sniffConn) absorbHandshake(p []byte) []byte {
 	if len(c.hdr) < 4+size {
 		return p
 	}
+	c.answer.Store(true)
+	c.stopWatch()
 	if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
 		c.info.sessionID.Store(r.SessionID)
 		if r.SessionID == 0 {
@@ -216,31 +312,24 @@ func (c *sniffConn) absorbHandshake(p []byte) []byte {
 		}
 		if r.Timeout > 0 {
 			c.info.timeout.Store(int64(r.Timeout))
-			c.answered()
+			c.info.handshaken(c.sentAt.Load())
 		}
 	}
 	c.handshook, c.hdr = true, nil
 	return p
 }
 
-// answered records that the oldest outstanding handshake or ping was heard.
-func (c *sniffConn) answered() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.pending) == 0 {
-		return
-	}
-	c.info.prevHeardAt.Store(c.info.heardAt.Load())
-	c.info.heardAt.Store(c.pending[0])
-	c.pending = c.pending[1:]
-}
-
 func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration) (net.Conn, error) {
 	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		// go-zookeeper/zk allows a second per dial; a server that does not
+		// even accept should not cost more than the handshake watch.
+		timeout = min(timeout, max(info.limit()/3, 100*time.Millisecond))
 		c, err := d(network, addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		return &sniffConn{Conn: c, info: info}, nil
+		sc := &sniffConn{Conn: c, info: info}
+		info.cur.Store(sc)
+		return sc, nil
 	}
 }

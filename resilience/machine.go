@@ -59,13 +59,13 @@ func (s *Session) run() {
 				s.handle(it)
 			}
 		case <-timer.C:
-			s.presumeExpiry(time.Now())
+			s.checkDeadlines(time.Now())
 		case <-s.closing:
 			s.shutdown()
 			return
 		}
 		timer.Stop()
-		if d, ok := s.presumeDeadline(); ok {
+		if d, ok := s.nextDeadline(); ok {
 			timer.Reset(time.Until(d))
 		}
 	}
@@ -156,29 +156,65 @@ func (s *Session) newSession(sid int64, srv string, at time.Time) {
 	s.startRebuild(sid)
 }
 
-// presumeDeadline is when a Suspended session is presumed expired.
-func (s *Session) presumeDeadline() (time.Time, bool) {
+// nextDeadline is when the machine must next look at the clocks: the
+// probe deadline while the session is usable, the presumed-expiry deadline
+// while it is suspended.
+func (s *Session) nextDeadline() (time.Time, bool) {
 	sn := s.snap.Load()
-	if sn.state != Suspended || s.cfg.presumeFraction <= 0 {
+	switch {
+	case sn.state.HasSession():
+		return s.suspendDeadline(), true
+	case sn.state == Suspended:
+		return s.presumeDeadline()
+	}
+	return time.Time{}, false
+}
+
+// checkDeadlines acts on whichever deadline has passed. The clocks may have
+// moved since the timer was set; nextDeadline then re-arms it.
+func (s *Session) checkDeadlines(now time.Time) {
+	cur := s.snap.Load()
+	switch {
+	case cur.state.HasSession():
+		if now.Before(s.suspendDeadline()) {
+			return
+		}
+		// The server has not answered the latest probe in time (or, with
+		// answers trickling in, the leader-acknowledged time is about to
+		// run out): the link is silent, the server hung, a send is
+		// blocked, or the server lost its leader and holds our requests.
+		// Suspend now, and cut the connection so that go-zookeeper/zk
+		// tries another server instead of waiting out its read timeout.
+		s.transition(Suspended, CauseUnresponsive, cur.sid, cur.sid, cur.server, now)
+		s.gen.info.cut()
+	case cur.state == Suspended:
+		s.presumeExpiry(now)
+	}
+}
+
+// suspendDeadline is when a usable session suspends itself: its probe's
+// answer is overdue, or SafeUntil is reached, whichever is first.
+func (s *Session) suspendDeadline() time.Time {
+	d := probeOverdue(&s.gen.info)
+	if safe := safeUntil(&s.gen.info, 1); !safe.IsZero() && safe.Before(d) {
+		d = safe
+	}
+	return d
+}
+
+// presumeDeadline is when a Suspended session is presumed expired: the
+// fraction of the timeout after the leader-acknowledged time, less a
+// twentieth of the timeout for timer and scheduling delays.
+func (s *Session) presumeDeadline() (time.Time, bool) {
+	if s.cfg.presumeFraction <= 0 {
 		return time.Time{}, false
 	}
-	g := s.gen
-	timeout := time.Duration(g.info.timeout.Load())
-	if timeout <= 0 {
-		timeout = s.cfg.sessionTimeout
+	info := &s.gen.info
+	d := safeUntil(info, s.cfg.presumeFraction)
+	if d.IsZero() {
+		return time.Now().Add(info.limit()), true
 	}
-	heard := g.info.prevHeardAt.Load()
-	if heard == 0 {
-		heard = g.info.heardAt.Load()
-	}
-	if heard == 0 {
-		return time.Now().Add(timeout), true
-	}
-	base := time.Unix(0, heard)
-	// Give up a little early (a twentieth of the timeout) so that timer and
-	// scheduling delays cannot push the verdict past the earliest moment the
-	// ensemble may expire the session.
-	return base.Add(time.Duration(float64(timeout)*s.cfg.presumeFraction) - timeout/20), true
+	return d, true
 }
 
 func (s *Session) presumeExpiry(now time.Time) {

@@ -41,13 +41,12 @@ type authCred struct {
 
 func defaultConfig() config {
 	return config{
-		sessionTimeout:  10 * time.Second,
-		dialer:          net.DialTimeout,
-		acl:             zk.WorldACL(zk.PermAll),
-		backoffMin:      10 * time.Millisecond,
-		backoffMax:      time.Second,
-		presumeFraction: 1.0,
-		rebuildLimit:    16,
+		sessionTimeout: 10 * time.Second,
+		dialer:         net.DialTimeout,
+		acl:            zk.WorldACL(zk.PermAll),
+		backoffMin:     10 * time.Millisecond,
+		backoffMax:     time.Second,
+		rebuildLimit:   16,
 	}
 }
 
@@ -130,21 +129,21 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(c *config) { c.backoffMin, c.backoffMax = min, max }
 }
 
-// WithPresumedExpiry sets after which fraction of the negotiated session
-// timeout a suspended session is presumed expired and reported Lost (default
-// 1.0). The clock starts at the send time of the second-latest request
-// the server answered (a ping goes out every third of the timeout): the
-// ensemble's leader, which expires sessions, has surely heard of that one
-// even if the client's server was a follower that died before passing the
-// latest on. So with a fraction of at most 1 the client gives up no later
-// than the ensemble can expire the session. The deadline is brought
-// forward by a twentieth of the timeout, a margin for timer and scheduling
-// delays. 0 turns presumption off: the session is Lost
-// only when the ensemble says so.
+// WithPresumedExpiry makes a suspended session count as Lost (cause
+// CausePresumedExpired) once fraction x the negotiated timeout has passed
+// since the last contact the ensemble's leader provably heard of, less a
+// twentieth of the timeout (SafeUntil is the same bound with a fraction
+// of 1). Off (0) by default: the session is then Lost only when the
+// ensemble says so, so a session the ensemble still holds is never given
+// up, through a leader election or a quorum loss of any length. Holders
+// do not need the presumption: under lock and election's
+// LoseOnSessionLoss a holding ends at SafeUntil while suspended.
 //
-// When a presumed-lost session turns out to be alive after all (the client's
-// server had lost quorum), the Session closes it so its ephemeral nodes
-// disappear promptly, and continues on a new session.
+// With presumption on, a presumed-lost session that turns out to be alive
+// after all (the ensemble kept it, for example through an election that
+// outlasted the fraction) is closed so its ephemeral nodes disappear
+// promptly, and the Session continues on a new session. A fraction above
+// 1 may presume later than the ensemble could expire the session.
 func WithPresumedExpiry(fraction float64) Option {
 	return func(c *config) { c.presumeFraction = fraction }
 }

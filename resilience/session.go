@@ -182,6 +182,38 @@ func (s *Session) Timeout() time.Duration {
 	return s.cfg.sessionTimeout
 }
 
+// SafeUntil returns a moment before which the ensemble cannot have expired
+// the session, as far as the client can prove: the latest contact that the
+// ensemble's leader (which expires sessions) provably heard of, plus the
+// negotiated timeout, less a twentieth of the timeout for timer and
+// scheduling delays. While the session is usable it moves forward with
+// every answered liveness probe (about T/3 behind the latest one, see
+// docs/state-machine.md); while Suspended it stands still. A holder that
+// keeps holding through a suspension must stop by then. It returns the
+// zero time when there is no session (Connecting, Lost, Closed).
+//
+// The bound assumes the client's and the servers' clocks run at the same
+// rate and that this process is not paused between reading the bound and
+// acting on it; see docs/fencing.md for what no client-side rule covers.
+func (s *Session) SafeUntil() time.Time {
+	sn := s.snap.Load()
+	if sn.gen == nil || !(sn.state.HasSession() || sn.state == Suspended) {
+		return time.Time{}
+	}
+	return safeUntil(&sn.gen.info, 1)
+}
+
+// safeUntil is the leader-acknowledged time plus fraction x the timeout,
+// less the margin; zero if the leader has acknowledged nothing yet.
+func safeUntil(info *connInfo, fraction float64) time.Time {
+	leader := info.leaderAt.Load()
+	if leader == 0 {
+		return time.Time{}
+	}
+	t := info.limit()
+	return time.Unix(0, leader).Add(time.Duration(float64(t)*fraction) - t/20)
+}
+
 // ACL returns the default ACL used for creates given a nil ACL.
 func (s *Session) ACL() []zk.ACL { return s.cfg.acl }
 
@@ -262,8 +294,10 @@ func (s *Session) worker(fn func()) {
 func (s *Session) dial() error {
 	s.genSeq++
 	g := &generation{id: s.genSeq, retired: make(chan struct{}), authDone: len(s.cfg.auth) == 0}
+	g.info.requested = s.cfg.sessionTimeout
 	conn, events, err := zk.Connect(s.servers, s.cfg.sessionTimeout,
 		zk.WithDialer(sniffingDialer(s.cfg.dialer, &g.info)),
+		zk.WithHostProvider(&hostList{info: &g.info, quit: []<-chan struct{}{g.retired, s.closing}}),
 		zk.WithEventCallback(func(ev zk.Event) {
 			if ev.Type != zk.EventSession {
 				if s.hasNodeListeners.Load() {
@@ -286,6 +320,7 @@ func (s *Session) dial() error {
 	if !g.authDone && !s.goTracked(func() { s.authenticate(g) }) {
 		g.authDone = true
 	}
+	s.goTracked(func() { s.probe(g) })
 	return nil
 }
 

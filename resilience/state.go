@@ -50,8 +50,8 @@ type Cause int
 const (
 	// CauseSessionEstablished: the ensemble granted a session (first or new).
 	CauseSessionEstablished Cause = iota + 1
-	// CauseConnectionLost: the TCP connection closed, or the server did not
-	// answer within the read timeout (2/3 of the session timeout).
+	// CauseConnectionLost: the TCP connection closed, or go-zookeeper/zk
+	// gave up reading from it.
 	CauseConnectionLost
 	// CauseSessionResumed: the client reconnected with its session intact.
 	CauseSessionResumed
@@ -62,9 +62,15 @@ const (
 	CausePresumedExpired
 	// CauseClosed: Close was called.
 	CauseClosed
+	// CauseUnresponsive: the server answered none of the session's
+	// liveness probes (syncs, which pass through the ensemble's leader) for
+	// 5/12 of the session timeout: a silent link, a hung server, a blocked
+	// send, or a server cut off from its leader. The session cuts the
+	// connection and tries the next server.
+	CauseUnresponsive
 )
 
-var causeNames = [...]string{"", "session_established", "connection_lost", "session_resumed", "expired", "presumed_expired", "closed"}
+var causeNames = [...]string{"", "session_established", "connection_lost", "session_resumed", "expired", "presumed_expired", "closed", "unresponsive"}
 
 // String returns a short snake_case name, suitable for attributes.
 func (c Cause) String() string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -111,12 +112,13 @@ func TestNewUUID(t *testing.T) {
 }
 
 // The sniffer follows the reply stream frame by frame, however the reads
-// split it, moves heardAt to the send time of each answered ping, and takes
-// the zxid of each reply to a request for itself (go-zookeeper/zk sees 0).
-func TestSnifferTracksAnsweredPings(t *testing.T) {
+// split it, moves both liveness clocks to the send time of the answered
+// handshake, and takes the zxid of each reply to a request for itself
+// (go-zookeeper/zk sees 0).
+func TestSnifferReadsHandshakeAndZxids(t *testing.T) {
 	info := &connInfo{}
 	c := &sniffConn{info: info}
-	c.pending = []int64{100} // the handshake, sent at 100
+	c.sentAt.Store(100) // the handshake, sent at 100
 	hs, _ := hex.DecodeString("00000024" + "00000000" + "000007d0" + "0000000000000abc" + "00000010" + strings.Repeat("00", 16))
 	reply := func(xid, zxid string) []byte {
 		b, _ := hex.DecodeString("00000014" + xid + zxid + "00000000" + "cafebabe")
@@ -136,21 +138,16 @@ func TestSnifferTracksAnsweredPings(t *testing.T) {
 	// Feed it one byte at a time: the worst split.
 	for i := range stream {
 		if i == len(hs) {
-			if info.sessionID.Load() != 0xabc || info.timeout.Load() != int64(2*time.Second) || info.heardAt.Load() != 100 {
-				t.Fatalf("after handshake: session %x timeout %v heard %d", info.sessionID.Load(), time.Duration(info.timeout.Load()), info.heardAt.Load())
+			if info.sessionID.Load() != 0xabc || info.timeout.Load() != int64(2*time.Second) ||
+				info.ackedAt.Load() != 100 || info.leaderAt.Load() != 100 || !c.answer.Load() {
+				t.Fatalf("after handshake: session %x timeout %v acked %d leader %d answered %v", info.sessionID.Load(),
+					time.Duration(info.timeout.Load()), info.ackedAt.Load(), info.leaderAt.Load(), c.answer.Load())
 			}
-			c.pending = append(c.pending, 200, 300) // two pings
 		}
 		c.absorb(stream[i : i+1])
 	}
-	if got := info.heardAt.Load(); got != 300 {
-		t.Fatalf("heardAt %d after two ping replies, want 300", got)
-	}
-	if got := info.prevHeardAt.Load(); got != 200 {
-		t.Fatalf("prevHeardAt %d, want 200 (the ping before)", got)
-	}
-	if len(c.pending) != 0 {
-		t.Fatalf("pending %v", c.pending)
+	if info.ackedAt.Load() != 100 || info.leaderAt.Load() != 100 {
+		t.Fatalf("ping replies moved the clocks: acked %d leader %d", info.ackedAt.Load(), info.leaderAt.Load())
 	}
 	if got := info.lastZxid.Load(); got != 0x100000007 {
 		t.Fatalf("lastZxid %#x, want 0x100000007", got)
@@ -240,5 +237,67 @@ func TestSnifferSplitsAlike(t *testing.T) {
 		if z := c.info.lastZxid.Load(); z != 0x200000005 {
 			t.Fatalf("chunks of %d: lastZxid %#x, want 0x200000005", chunk, z)
 		}
+	}
+}
+
+// An answered probe moves ackedAt to its issue time at once, but leaderAt
+// only to the newest answered probe issued at least T/3 before it.
+func TestProbeClocks(t *testing.T) {
+	const T = 600 // nanoseconds, for round numbers
+	info := &connInfo{requested: T}
+	info.handshaken(1000)
+	for _, step := range []struct{ issued, acked, leader int64 }{
+		{1100, 1100, 1000}, // T/6 later: leader stays at the handshake
+		{1200, 1200, 1000}, // 1000 is the handshake (direct), not a probe
+		{1300, 1300, 1100}, // 1100 <= 1300-200
+		{1350, 1350, 1100},
+		{1500, 1500, 1300},
+		{1400, 1500, 1300}, // a late answer to an older probe moves nothing back
+	} {
+		info.probed(step.issued)
+		if a, l := info.ackedAt.Load(), info.leaderAt.Load(); a != step.acked || l != step.leader {
+			t.Fatalf("after probe issued at %d: acked %d leader %d, want %d %d", step.issued, a, l, step.acked, step.leader)
+		}
+	}
+	if len(info.probes) > 4 {
+		t.Fatalf("probe history grows: %v", info.probes)
+	}
+}
+
+// The host list tries every server once before pausing, pauses once per
+// round without success, and starts over after a success.
+func TestHostListPausesPerRound(t *testing.T) {
+	info := &connInfo{requested: 200 * time.Millisecond} // pause 10-20ms
+	never := make(chan struct{})
+	h := &hostList{info: info, quit: []<-chan struct{}{never, never}}
+	if err := h.Init([]string{"a:1", "b:1", "c:1"}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var paused []int
+	for i := 1; i <= 7; i++ {
+		start := time.Now()
+		srv, retry := h.Next()
+		if retry {
+			t.Fatal("Next reported retryStart: go-zookeeper/zk would sleep a second and fail queued requests")
+		}
+		if i <= 3 {
+			seen[srv] = true
+		}
+		if time.Since(start) >= 10*time.Millisecond {
+			paused = append(paused, i)
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("first round visited %v, want all three servers", seen)
+	}
+	if fmt.Sprint(paused) != "[4 7]" {
+		t.Fatalf("paused before tries %v, want [4 7]", paused)
+	}
+	h.Connected()
+	start := time.Now()
+	h.Next()
+	if time.Since(start) >= 10*time.Millisecond {
+		t.Fatal("paused right after a success")
 	}
 }
