@@ -147,10 +147,22 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			return e
 		}
-		var suspended atomic.Bool
+		var suspended, pastSafe atomic.Bool
+		var safe atomic.Pointer[time.Time]
 		stop := c.S.AddListener(func(tr resilience.Transition) {
 			if tr.To == resilience.Suspended || tr.To == resilience.Lost {
 				suspended.Store(true)
+			}
+			switch tr.To {
+			case resilience.Suspended:
+				at := c.S.SafeUntil()
+				safe.Store(&at)
+			case resilience.Reconnected:
+				// A LoseOnSessionLoss term ends once a suspension
+				// outlasts SafeUntil, even if the session survives.
+				if at := safe.Load(); at != nil && tr.Time.After(*at) {
+					pastSafe.Store(true)
+				}
 			}
 		})
 		defer stop()
@@ -246,7 +258,7 @@ func TestFaultMatrix(t *testing.T) {
 		}
 		now := c.S.SessionID()
 		kept, susp := now == sid, suspended.Load()
-		t.Logf("%s: session kept %v, suspended %v, healed %v after the fault began", f.Name, kept, susp, time.Since(faulted).Round(time.Millisecond))
+		t.Logf("%s: session kept %v, suspended %v (past SafeUntil %v), healed %v after the fault began", f.Name, kept, susp, pastSafe.Load(), time.Since(faulted).Round(time.Millisecond))
 		if f.Expires && kept {
 			t.Fatalf("%s: session 0x%x kept", f.Name, sid)
 		}
@@ -290,7 +302,7 @@ func TestFaultMatrix(t *testing.T) {
 		_ = tA2.Resign(ctx)
 
 		// B: LoseOnSessionLoss.
-		if kept {
+		if kept && !pastSafe.Load() {
 			if err := tB.Err(); err != nil {
 				t.Errorf("B: term ended (%v) though the session was kept", err)
 			}
@@ -302,7 +314,7 @@ func TestFaultMatrix(t *testing.T) {
 				t.Fatalf("B: resign: %v", err)
 			}
 		} else {
-			testkit.WaitFor(t, 5*time.Second, "B: term ended with the session", func() bool { return tB.Err() != nil })
+			testkit.WaitFor(t, 5*time.Second, "B: term ended with the session, or at SafeUntil", func() bool { return tB.Err() != nil })
 			if !errors.Is(tB.Err(), ErrTermLost) {
 				t.Errorf("B: term ended with %v, want ErrTermLost", tB.Err())
 			}

@@ -480,12 +480,21 @@ func TestFaultMatrix(t *testing.T) {
 		}
 
 		var mu sync.Mutex
-		var suspended, lostSeen bool
+		var suspended, lostSeen, pastSafe bool
+		var safe time.Time
 		stop := c.S.AddListener(func(tr resilience.Transition) {
 			mu.Lock()
 			defer mu.Unlock()
 			suspended = suspended || tr.To == resilience.Suspended
 			lostSeen = lostSeen || tr.To == resilience.Lost
+			switch tr.To {
+			case resilience.Suspended:
+				safe = c.S.SafeUntil()
+			case resilience.Reconnected:
+				// A LoseOnSessionLoss holding ends once a suspension
+				// outlasts SafeUntil, even if the session survives.
+				pastSafe = pastSafe || tr.Time.After(safe)
+			}
 		})
 		oldSID := c.S.SessionID()
 		heal := f.Inject(t, c)
@@ -499,15 +508,16 @@ func TestFaultMatrix(t *testing.T) {
 		mu.Lock()
 		kept := sid == oldSID && !lostSeen
 		disturbed := suspended || lostSeen
+		longSuspension := pastSafe
 		mu.Unlock()
 		if f.Expires && kept {
 			t.Fatalf("%s: session %#x kept, want it expired", f.Name, oldSID)
 		}
-		t.Logf("%s: suspended %v, session kept %v", f.Name, disturbed, kept)
+		t.Logf("%s: suspended %v, session kept %v, suspended past SafeUntil %v", f.Name, disturbed, kept, longSuspension)
 
 		lostAt := make([]bool, len(cells))
 		for i, cl := range cells {
-			lost := !kept || (cl.policy == LoseOnSuspend && disturbed)
+			lost := !kept || (cl.policy == LoseOnSuspend && disturbed) || longSuspension
 			lostAt[i] = lost
 			if cl.holds {
 				checkHolderAfterFault(t, fx, f, cl, lost, sid)
