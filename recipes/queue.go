@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -142,9 +143,45 @@ func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
 // its node behind). A node already gone counts as removed, and so does a
 // delete whose outcome is unknown (for a Delete that means the node is
 // gone; nobody else makes a node under this entry's protected name).
+//
+// It waits up to the session timeout. If the delete has not gone through
+// by then (a suspension that outlasts it: a quorum loss, a long election,
+// which the session survives), it returns nil and keeps trying in the
+// background until the node is deleted or the entry's session is lost or
+// closed: a node left behind on a session that lives on would block, or
+// count against, every later contender.
 func Leave(s *resilience.Session, e Entry) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout())
-	defer cancel()
+	life, end := context.WithCancel(context.Background())
+	stop := onLost(s, e.SessionID, end)
+	ctx, cancel := context.WithTimeout(life, s.Timeout())
+	err := leaveOnce(ctx, s, e)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && life.Err() == nil
+	cancel()
+	if err == nil || !timedOut {
+		stop()
+		end()
+		return err
+	}
+	go func() {
+		defer end()
+		defer stop()
+		for try := 1; life.Err() == nil; try++ {
+			if leaveOnce(life, s, e) == nil {
+				return
+			}
+			t := time.NewTimer(min(time.Duration(try)*100*time.Millisecond, time.Second))
+			select {
+			case <-life.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}()
+	return nil
+}
+
+// leaveOnce is one delete of e's node: nil once it is gone.
+func leaveOnce(ctx context.Context, s *resilience.Session, e Entry) error {
 	err := s.Delete(ctx, e.Path, -1)
 	if err == nil || errors.Is(err, zk.ErrNoNode) || errors.Is(err, resilience.ErrOutcomeUnknown) || errors.Is(err, resilience.ErrClosed) {
 		return nil
@@ -157,8 +194,15 @@ func Leave(s *resilience.Session, e Entry) error {
 // function to stop watching. It costs no goroutine.
 func LostSignal(s *resilience.Session, sid int64) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
+	return ch, onLost(s, sid, func() { close(ch) })
+}
+
+// onLost calls fn once, when session sid is lost or the Session closes (at
+// once if sid is not the current session), unless the returned function is
+// called first.
+func onLost(s *resilience.Session, sid int64, fn func()) func() {
 	var once sync.Once
-	fire := func() { once.Do(func() { close(ch) }) }
+	fire := func() { once.Do(fn) }
 	remove := s.AddListener(func(t resilience.Transition) {
 		if (t.To == resilience.Lost && t.OldSessionID == sid) || t.To == resilience.Closed ||
 			(t.To == resilience.Connected && t.SessionID != sid) {
@@ -169,7 +213,7 @@ func LostSignal(s *resilience.Session, sid int64) (<-chan struct{}, func()) {
 	if st := s.State(); st == resilience.Lost || st == resilience.Closed || s.SessionID() != sid {
 		fire()
 	}
-	return ch, remove
+	return remove
 }
 
 // WaitGone blocks until the node at p no longer exists, or session sid is
