@@ -517,7 +517,7 @@ func TestFaultMatrix(t *testing.T) {
 
 		lostAt := make([]bool, len(cells))
 		for i, cl := range cells {
-			lost := !kept || (cl.policy == LoseOnSuspend && disturbed) || longSuspension
+			lost := !kept || (cl.policy == LoseOnSuspend && disturbed) || (cl.holds && longSuspension)
 			lostAt[i] = lost
 			if cl.holds {
 				checkHolderAfterFault(t, fx, f, cl, lost, sid)
