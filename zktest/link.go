@@ -79,6 +79,14 @@ func (l *Link) DropConnections() { l.each((*Proxy).DropConnections) }
 // Blackhole partitions the client from every server (see Proxy.Blackhole).
 func (l *Link) Blackhole() { l.each((*Proxy).Blackhole) }
 
+// BlackholeRequests drops what the client sends to every server while what
+// the servers send still reaches it (see Proxy.BlackholeRequests).
+func (l *Link) BlackholeRequests() { l.each((*Proxy).BlackholeRequests) }
+
+// BlackholeReplies drops what every server sends to the client while what
+// the client sends still reaches them (see Proxy.BlackholeReplies).
+func (l *Link) BlackholeReplies() { l.each((*Proxy).BlackholeReplies) }
+
 // Reject makes every server refuse the client's connections.
 func (l *Link) Reject() { l.each((*Proxy).Reject) }
 

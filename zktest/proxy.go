@@ -25,9 +25,18 @@ type Proxy struct {
 	addr string
 	wg   sync.WaitGroup
 
-	mu        sync.Mutex
-	target    string
-	blackhole bool
+	mu     sync.Mutex
+	target string
+	// hello, when set, reads the first message a connecting client sends
+	// and returns what to send the target instead (see electionHello).
+	hello func(io.Reader) ([]byte, error)
+	// noSniff turns off the ConnectResponse sniffing (for peer links).
+	noSniff bool
+	// redial makes a connection retry dialling a target that refuses,
+	// within proxyDialLimit, instead of closing the client's at once (for
+	// quorum links, whose client does not retry after a reset).
+	redial    bool
+	hold      direction // directions held on existing and new connections
 	reject    bool
 	latency   time.Duration
 	closed    bool
@@ -43,12 +52,24 @@ type proxyConn struct {
 	client net.Conn
 	ctx    context.Context // done when the connection is closed
 	cancel context.CancelFunc
+	hello  func(io.Reader) ([]byte, error)
+	sniff  bool
+	redial bool
 
 	// Guarded by p.mu.
-	server     net.Conn
-	blackholed bool
-	sessionID  int64
+	server    net.Conn
+	held      direction // directions whose bytes are no longer forwarded
+	sessionID int64
 }
+
+// direction is a set of forwarding directions of a proxied connection.
+type direction uint8
+
+const (
+	toServer direction = 1 << iota // requests: client to server
+	toClient                       // replies: server to client
+	bothWays = toServer | toClient
+)
 
 const (
 	proxyBufSize   = 32 << 10
@@ -107,21 +128,51 @@ func (p *Proxy) DropConnections() {
 // accepted but never forwarded to the server. Nothing is closed and nothing
 // is answered, so clients see silence until their own timeouts fire. Heal
 // ends the partition and closes the connections it held.
-func (p *Proxy) Blackhole() {
+func (p *Proxy) Blackhole() { p.holdDirections(bothWays) }
+
+// BlackholeRequests simulates a one-way partition that loses what the client
+// sends: from now on no byte from the client reaches the server, on existing
+// connections and on new ones, while everything the server sends (replies
+// already owed, pings answered before the cut, watch notifications) still
+// reaches the client. The held bytes pile up unread, so a client writing a
+// lot eventually blocks in its send, as it would on a real lossy path; they
+// are never delivered late. Nothing is closed. Heal ends it and closes the
+// connections it affected.
+func (p *Proxy) BlackholeRequests() { p.holdDirections(toServer) }
+
+// BlackholeReplies simulates the other one-way partition: from now on no
+// byte from the server reaches the client, on existing connections and on
+// new ones, while everything the client sends still reaches the server,
+// which applies its requests (and, on a new connection, creates its
+// session) without the client hearing of it. Held bytes are never
+// delivered late; nothing is closed. Heal ends it and closes the
+// connections it affected.
+func (p *Proxy) BlackholeReplies() { p.holdDirections(toClient) }
+
+// holdDirections stops forwarding in the directions d (in addition to any
+// already held) on current and future connections.
+func (p *Proxy) holdDirections(d direction) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
-	p.blackhole = true
+	p.hold |= d
 	for c := range p.conns {
-		c.blackholed = true
-		// Interrupt pending reads so no byte is consumed while partitioned;
-		// the pumps notice the flag and hold.
+		c.holdLocked(d)
+	}
+}
+
+// holdLocked stops forwarding in the directions d. p.mu must be held.
+func (c *proxyConn) holdLocked(d direction) {
+	c.held |= d
+	// Interrupt pending reads so no byte is consumed once held; the pumps
+	// notice the flag and hold.
+	if d&toServer != 0 {
 		_ = c.client.SetReadDeadline(time.Now())
-		if c.server != nil {
-			_ = c.server.SetReadDeadline(time.Now())
-		}
+	}
+	if d&toClient != 0 && c.server != nil {
+		_ = c.server.SetReadDeadline(time.Now())
 	}
 }
 
@@ -149,17 +200,18 @@ func (p *Proxy) SetLatency(d time.Duration) {
 	p.mu.Unlock()
 }
 
-// Heal restores normal forwarding: no blackhole, no rejection, no latency.
-// Connections that were blackholed are closed, as the TCP streams of a real
-// partition would be dead by the time it heals; this also avoids replaying
-// stale bytes. Clients reconnect through the proxy as usual.
+// Heal restores normal forwarding: no blackhole (in either direction), no
+// rejection, no latency. Connections that were blackholed, in one direction
+// or both, are closed, as the TCP streams of a real partition would be dead
+// by the time it heals; this also avoids replaying stale bytes or resuming
+// a stream that lost some. Clients reconnect through the proxy as usual.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
-	p.blackhole = false
+	p.hold = 0
 	p.reject = false
 	p.latency = 0
 	p.mu.Unlock()
-	for _, c := range p.takeConns(func(c *proxyConn) bool { return c.blackholed }) {
+	for _, c := range p.takeConns(func(c *proxyConn) bool { return c.held != 0 }) {
 		c.close()
 	}
 }
@@ -262,7 +314,7 @@ func (p *Proxy) acceptLoop() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		c := &proxyConn{p: p, client: conn, ctx: ctx, cancel: cancel, blackholed: p.blackhole}
+		c := &proxyConn{p: p, client: conn, ctx: ctx, cancel: cancel, held: p.hold, hello: p.hello, sniff: !p.noSniff, redial: p.redial}
 		p.conns[c] = struct{}{}
 		target := p.target
 		p.wg.Add(1)
@@ -284,17 +336,49 @@ func (c *proxyConn) close() {
 	}
 }
 
-func (c *proxyConn) isBlackholed() bool {
+// isHeld reports whether forwarding in direction d has stopped.
+func (c *proxyConn) isHeld(d direction) bool {
 	c.p.mu.Lock()
 	defer c.p.mu.Unlock()
-	return c.blackholed
+	return c.held&d != 0
+}
+
+func (c *proxyConn) heldDirs() direction {
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	return c.held
+}
+
+// forwardHello reads the client's first message with the proxy's hello
+// function and sends the server what it returns. It reports false when the
+// connection is to be abandoned (closed, or held by a blackhole).
+func (c *proxyConn) forwardHello(server net.Conn) bool {
+	_ = c.client.SetReadDeadline(time.Now().Add(proxyDialLimit))
+	b, err := c.hello(c.client)
+	c.p.mu.Lock()
+	held := c.held
+	if held&toServer == 0 {
+		_ = c.client.SetReadDeadline(time.Time{})
+	}
+	c.p.mu.Unlock()
+	if held&toServer != 0 {
+		<-c.ctx.Done() // cut while reading: never deliver
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	if _, err := server.Write(b); err != nil {
+		return false
+	}
+	return true
 }
 
 func (c *proxyConn) run(target string) {
 	defer c.p.wg.Done()
 	defer c.close()
 
-	if c.isBlackholed() {
+	if c.heldDirs() == bothWays {
 		// Accepted during a partition: hold it, never reach the server.
 		<-c.ctx.Done()
 		return
@@ -302,6 +386,15 @@ func (c *proxyConn) run(target string) {
 	dctx, cancel := context.WithTimeout(c.ctx, proxyDialLimit)
 	d := net.Dialer{}
 	server, err := d.DialContext(dctx, "tcp", target)
+	for err != nil && c.redial && dctx.Err() == nil {
+		// A peer link: the client's connect has succeeded, so it will not
+		// retry as it would after a refusal. Retry for it, within the limit.
+		select {
+		case <-dctx.Done():
+		case <-time.After(20 * time.Millisecond):
+			server, err = d.DialContext(dctx, "tcp", target)
+		}
+	}
 	cancel()
 	if err != nil {
 		return // the client sees its connection closed, like a dead server
@@ -316,20 +409,23 @@ func (c *proxyConn) run(target string) {
 		return
 	}
 	c.server = server
-	if c.blackholed {
+	if c.held&toClient != 0 {
 		_ = server.SetReadDeadline(time.Now())
 	}
 	c.p.mu.Unlock()
+	if c.hello != nil && !c.forwardHello(server) {
+		return
+	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		c.pump(c.client, server, false)
+		c.pump(c.client, server, toServer)
 	}()
 	go func() {
 		defer wg.Done()
-		c.pump(server, c.client, true)
+		c.pump(server, c.client, toClient)
 	}()
 	wg.Wait()
 }
@@ -343,13 +439,13 @@ type chunk struct {
 // their due time (now + latency) and this goroutine writes them in order
 // once due. On EOF it half-closes dst after the queue drains; any error
 // closes the whole connection.
-func (c *proxyConn) pump(src, dst net.Conn, sniff bool) {
+func (c *proxyConn) pump(src, dst net.Conn, dir direction) {
 	queue := make(chan chunk, proxyQueueLen)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer close(queue)
-		c.read(src, queue, sniff)
+		c.read(src, queue, dir)
 	}()
 	defer func() { <-done }()
 
@@ -373,7 +469,7 @@ func (c *proxyConn) pump(src, dst net.Conn, sniff bool) {
 				return
 			}
 		}
-		if c.isBlackholed() {
+		if c.isHeld(dir) {
 			<-c.ctx.Done()
 			return
 		}
@@ -395,17 +491,18 @@ func (c *proxyConn) pump(src, dst net.Conn, sniff bool) {
 
 // read is the reading half of pump. It returns on EOF (queue then closed
 // normally) or after closing the connection on any other error.
-func (c *proxyConn) read(src net.Conn, queue chan<- chunk, sniff bool) {
+func (c *proxyConn) read(src net.Conn, queue chan<- chunk, dir direction) {
 	var sn connectResponseSniffer
+	sniff := dir == toClient && c.sniff
 	for {
-		if c.isBlackholed() {
+		if c.isHeld(dir) {
 			<-c.ctx.Done()
 			return
 		}
 		buf := make([]byte, proxyBufSize)
 		n, err := src.Read(buf)
 		if n > 0 {
-			if c.isBlackholed() {
+			if c.isHeld(dir) {
 				// Read raced with Blackhole: hold the bytes, never deliver.
 				<-c.ctx.Done()
 				return
@@ -429,7 +526,7 @@ func (c *proxyConn) read(src net.Conn, queue chan<- chunk, sniff bool) {
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && c.ctx.Err() == nil {
-				if c.isBlackholed() {
+				if c.isHeld(dir) {
 					<-c.ctx.Done()
 					return
 				}
