@@ -116,6 +116,8 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		"tick":      WithTickTime(0),
 		"long tick": WithTickTime(time.Minute),
 		"log level": WithLogLevel("loud"),
+		"syncLimit": WithSyncLimit(0),
+		"long sync": WithSyncLimit(40000),
 	} {
 		e, err := Start(context.Background(), opt)
 		if err == nil {

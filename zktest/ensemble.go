@@ -26,6 +26,9 @@ type Ensemble struct {
 	sink    *lockedWriter // the WithLogWriter destination, if any
 	linkSet
 
+	routes map[[2]int]*peerRoute // by (from, to) server id; nil when standalone
+	peerMu sync.Mutex            // guards the servers' isolated flags
+
 	closed    atomic.Bool
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -154,7 +157,7 @@ func (e *Ensemble) setup() error {
 			tail:    newTailBuffer(64 << 10),
 		})
 	}
-	return nil
+	return e.setupRoutes()
 }
 
 // writeLogConfigs writes configuration files for the logging backends a
@@ -197,6 +200,7 @@ func (e *Ensemble) startAll(ctx context.Context) error {
 		}
 		s.proxy.setTarget(s.DirectAddr())
 	}
+	e.retargetRoutes()
 	for _, s := range e.servers {
 		if err := s.writeConfig(); err != nil {
 			return err
@@ -341,6 +345,9 @@ func (e *Ensemble) ConnectString() string { return strings.Join(e.Addrs(), ",") 
 // TickTime returns the servers' tickTime.
 func (e *Ensemble) TickTime() time.Duration { return e.cfg.tick }
 
+// SyncLimit returns the servers' syncLimit, in ticks (see WithSyncLimit).
+func (e *Ensemble) SyncLimit() int { return e.cfg.syncLimit }
+
 // Dir returns the work directory.
 func (e *Ensemble) Dir() string { return e.dir }
 
@@ -379,8 +386,9 @@ func (e *Ensemble) Leader(ctx context.Context) (*Server, error) {
 
 // WaitServing waits until every running server serves requests (answers
 // "srvr" with a Mode line), which for an ensemble means a quorum has formed
-// and every running server has joined it. Stopped servers are ignored; it
-// fails if none is running.
+// and every running server has joined it. Stopped and paused servers are
+// ignored (a server isolated from its peers is not: it is waited for until
+// it rejoins); it fails if none is running unpaused.
 func (e *Ensemble) WaitServing(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -391,7 +399,7 @@ func (e *Ensemble) WaitServing(ctx context.Context) error {
 		running, serving := 0, 0
 		var status []string
 		for _, s := range e.servers {
-			if !s.Running() {
+			if !s.Running() || s.Paused() {
 				continue
 			}
 			running++
@@ -448,7 +456,7 @@ func (e *Ensemble) ExpireSession(ctx context.Context, sessionID int64) error {
 	}
 	var errs []error
 	for _, s := range e.servers {
-		if !s.Running() {
+		if !s.Running() || s.Paused() {
 			continue
 		}
 		if _, err := closeSession(ctx, s.DirectAddr(), sessionID, passwd); err != nil {
@@ -491,6 +499,7 @@ func (e *Ensemble) Close() error {
 				errs = append(errs, fmt.Errorf("zktest: closing proxy of server %d: %w", s.id, err))
 			}
 		}
+		errs = append(errs, e.closeRoutes()...)
 		if e.ownsDir && e.dir != "" {
 			if err := os.RemoveAll(e.dir); err != nil {
 				errs = append(errs, fmt.Errorf("zktest: removing work directory: %w", err))

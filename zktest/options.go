@@ -40,13 +40,15 @@ type config struct {
 	logWriter io.Writer
 	dir       string
 	logLevel  string
+	syncLimit int
 }
 
 func defaultConfig() config {
 	return config{
-		servers:  1,
-		tick:     100 * time.Millisecond,
-		logLevel: "info",
+		servers:   1,
+		tick:      100 * time.Millisecond,
+		logLevel:  "info",
+		syncLimit: 20,
 	}
 }
 
@@ -60,6 +62,12 @@ func (c *config) validate() error {
 	c.tick = c.tick.Round(time.Millisecond)
 	if 2*c.tick > 60*time.Second {
 		return fmt.Errorf("%w: WithTickTime(%v): tick time must be at most 30s", ErrInvalidOption, c.tick)
+	}
+	if c.syncLimit < 1 {
+		return fmt.Errorf("%w: WithSyncLimit(%d): need at least 1 tick", ErrInvalidOption, c.syncLimit)
+	}
+	if time.Duration(c.syncLimit)*c.tick > time.Hour {
+		return fmt.Errorf("%w: WithSyncLimit(%d): %d ticks of %v is more than an hour", ErrInvalidOption, c.syncLimit, c.syncLimit, c.tick)
 	}
 	switch c.logLevel {
 	case "trace", "debug", "info", "warn", "error", "off":
@@ -80,9 +88,21 @@ func WithServers(n int) Option {
 // milliseconds). The minimum session timeout the servers accept is two
 // ticks and the maximum is 60s, so with the default a client may ask for
 // sessions as short as 200ms. initLimit and syncLimit are counted in ticks
-// (50 and 20).
+// (50 and 20 by default; see WithSyncLimit).
 func WithTickTime(d time.Duration) Option {
 	return func(c *config) { c.tick = d }
+}
+
+// WithSyncLimit sets ZooKeeper's syncLimit, in ticks (default 20, at least
+// 1): how long a follower's connection to its leader may stay silent
+// before either side gives up on it. A follower cut off from the leader
+// (see Server.IsolateFromPeers) keeps serving its clients for about that
+// long, and a leader cut off from its followers keeps serving as long;
+// with a session timeout shorter than syncLimit x tickTime the leader can
+// expire a client's session while the client's server still answers it.
+// initLimit stays 50 ticks, or syncLimit if that is more.
+func WithSyncLimit(ticks int) Option {
+	return func(c *config) { c.syncLimit = ticks }
 }
 
 // WithLogWriter copies the servers' stdout and stderr (their log) to w,

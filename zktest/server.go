@@ -32,6 +32,8 @@ type Server struct {
 	peerPort     int
 	electionPort int
 	proc         *process
+
+	isolated bool // from its peers; guarded by ens.peerMu
 }
 
 // process is one run of a server's JVM.
@@ -40,6 +42,27 @@ type process struct {
 	pid  int
 	done chan struct{} // closed once the process has exited and been reaped
 	err  error         // exit status; read only after done
+
+	sigMu  sync.Mutex // orders Pause, Resume and the ending signals
+	paused bool       // stopped with SIGSTOP and not continued since
+}
+
+func (p *process) isPaused() bool {
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	return p.paused && !p.exited()
+}
+
+// resumeLocked continues a paused process. p.sigMu must be held.
+func (p *process) resumeLocked() error {
+	if !p.paused {
+		return nil
+	}
+	if err := continueProcess(p.cmd.Process); err != nil && !p.exited() {
+		return err
+	}
+	p.paused = false
+	return nil
 }
 
 func (p *process) exited() bool {
@@ -56,7 +79,11 @@ func (p *process) stop(grace time.Duration) error {
 	if p.exited() {
 		return nil
 	}
+	p.sigMu.Lock()
 	terminate(p.cmd.Process)
+	// A stopped process acts on SIGTERM only once continued.
+	_ = p.resumeLocked()
+	p.sigMu.Unlock()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
@@ -72,7 +99,10 @@ func (p *process) kill() error {
 	if p.exited() {
 		return nil
 	}
+	p.sigMu.Lock()
 	kill(p.cmd.Process)
+	_ = p.resumeLocked() // SIGKILL ends a stopped process too; tidy up anyway
+	p.sigMu.Unlock()
 	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()
 	select {
@@ -145,6 +175,68 @@ func (s *Server) Kill() error {
 		return p.kill()
 	}
 	return nil
+}
+
+// Pause suspends the server's process with SIGSTOP, as a long garbage
+// collection pause, a hung disk or an overloaded machine would: its
+// connections stay open and the kernel still completes new TCP connections
+// to its ports (up to the listen backlog), but nothing is read, answered or
+// sent, to clients or to peers, until Resume. Its clients see silence, and
+// its peers time out on it after syncLimit ticks (see WithSyncLimit): the
+// others elect a new leader if it led, and keep serving if they are a
+// quorum. While paused, Mode reports it as not serving (without asking it)
+// and Ensemble.WaitServing does not wait for it.
+//
+// Pausing a paused server does nothing. Stop, Kill and the ensemble's Close
+// work on a paused server (they continue it as they signal it to end). It
+// returns an error wrapping ErrNotServing when the server is not running,
+// ErrClosed after Close, and errors.ErrUnsupported where there are no POSIX
+// signals.
+func (s *Server) Pause() error {
+	if s.ens.isClosed() {
+		return ErrClosed
+	}
+	p := s.current()
+	if p == nil || p.exited() {
+		return &notServingError{id: s.id, reason: "process is not running"}
+	}
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if p.paused || p.exited() {
+		return nil
+	}
+	if err := stopProcess(p.cmd.Process); err != nil {
+		if p.exited() {
+			return &notServingError{id: s.id, reason: "process is not running"}
+		}
+		return fmt.Errorf("zktest: pausing server %d: %w", s.id, err)
+	}
+	p.paused = true
+	return nil
+}
+
+// Resume continues a server paused by Pause with SIGCONT. It picks up where
+// it stopped; what it finds (connections its clients or peers gave up on,
+// a new leader) it handles as after any pause. Resuming a server that is
+// not paused, or not running, does nothing.
+func (s *Server) Resume() error {
+	p := s.current()
+	if p == nil {
+		return nil
+	}
+	p.sigMu.Lock()
+	defer p.sigMu.Unlock()
+	if err := p.resumeLocked(); err != nil {
+		return fmt.Errorf("zktest: resuming server %d: %w", s.id, err)
+	}
+	return nil
+}
+
+// Paused reports whether the server's process is paused (between Pause and
+// Resume, Stop or Kill).
+func (s *Server) Paused() bool {
+	p := s.current()
+	return p != nil && p.isPaused()
 }
 
 // Start restarts a stopped server with the same configuration, ports and
@@ -282,6 +374,9 @@ func (s *Server) Mode(ctx context.Context) (string, error) {
 	if !s.Running() {
 		return "", &notServingError{id: s.id, reason: "process is not running"}
 	}
+	if s.Paused() {
+		return "", &notServingError{id: s.id, reason: "process is paused"}
+	}
 	out, err := fourLetterWord(ctx, s.DirectAddr(), "srvr")
 	if err != nil {
 		return "", &notServingError{id: s.id, reason: "srvr: " + err.Error()}
@@ -335,7 +430,7 @@ func (s *Server) writeConfig() error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by zktest for server %d.\n", s.id)
 	fmt.Fprintf(&b, "tickTime=%d\n", tick)
-	b.WriteString("initLimit=50\nsyncLimit=20\n")
+	fmt.Fprintf(&b, "initLimit=%d\nsyncLimit=%d\n", max(50, e.cfg.syncLimit), e.cfg.syncLimit)
 	fmt.Fprintf(&b, "dataDir=%s\n", s.dataDir)
 	s.mu.Lock()
 	fmt.Fprintf(&b, "clientPort=%d\n", s.clientPort)
@@ -352,10 +447,13 @@ func (s *Server) writeConfig() error {
 	b.WriteString("autopurge.purgeInterval=0\n")
 	if len(e.servers) > 1 {
 		b.WriteString("standaloneEnabled=false\n")
+		// Each server names itself at its real ports and every other
+		// server at the route to it (see peerRoute).
 		for _, o := range e.servers {
-			o.mu.Lock()
-			fmt.Fprintf(&b, "server.%d=127.0.0.1:%d:%d\n", o.id, o.peerPort, o.electionPort)
-			o.mu.Unlock()
+			quorum, election := s.peerAddrs(o)
+			_, qport, _ := net.SplitHostPort(quorum)
+			_, eport, _ := net.SplitHostPort(election)
+			fmt.Fprintf(&b, "server.%d=127.0.0.1:%s:%s\n", o.id, qport, eport)
 		}
 	}
 	if err := os.WriteFile(s.cfgPath, []byte(b.String()), 0o644); err != nil {

@@ -107,6 +107,12 @@ func TestStandaloneFaults(t *testing.T) {
 	if l, err := e.Leader(ctx); err != nil || l != s {
 		t.Fatalf("Leader() = %v, %v", l, err)
 	}
+	if err := s.IsolateFromPeers(); !errors.Is(err, ErrNoPeers) {
+		t.Fatalf("IsolateFromPeers on a standalone server: %v, want ErrNoPeers", err)
+	}
+	if err := s.RejoinPeers(); !errors.Is(err, ErrNoPeers) {
+		t.Fatalf("RejoinPeers on a standalone server: %v, want ErrNoPeers", err)
+	}
 
 	c := connect(t, e.Addrs(), 6*time.Second)
 	id := c.SessionID()
