@@ -162,11 +162,18 @@ func TestTreeCacheConvergesUnderPartitionAndExpiry(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
-	ens.Server(0).Proxy().Blackhole()
-	if err := cs.WaitState(ctx, resilience.Lost); err != nil {
+	// An ephemeral of the cache's session: its going shows the ensemble
+	// expired the session (the session is Lost only on the ensemble's word).
+	marker, err := cs.Create(ctx, root+"-marker", nil, zk.FlagEphemeral, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(500 * time.Millisecond)
+	ens.Server(0).Proxy().Blackhole()
+	testkit.WaitFor(t, time.Minute, "the cache's session to expire", func() bool {
+		ok, _, err := w.Exists(ctx, marker)
+		return err == nil && !ok
+	})
 	time.Sleep(time.Second) // keep writing while the cache is cut off
 	ens.Server(0).Proxy().Heal()
 	if err := cs.WaitState(ctx, resilience.Connected); err != nil {

@@ -199,6 +199,10 @@ func TestCacheConvergesAfterPartition(t *testing.T) {
 			}
 			drain(func() bool { return len(view) == 3 })
 
+			marker, err := cs.Create(ctx, base+"-marker", nil, zk.FlagEphemeral, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ens.Server(0).Proxy().Blackhole()
 			if err := cs.WaitState(ctx, resilience.Suspended); err != nil {
 				t.Fatal(err)
@@ -211,9 +215,13 @@ func TestCacheConvergesAfterPartition(t *testing.T) {
 				t.Fatal(err)
 			}
 			if long {
-				if err := cs.WaitState(ctx, resilience.Lost); err != nil {
-					t.Fatal(err)
-				}
+				// The session is Lost only on the ensemble's word, which
+				// it hears after the heal: wait until the ensemble has
+				// expired it (its marker ephemeral gone).
+				testkit.WaitFor(t, 30*time.Second, "the cache's session to expire", func() bool {
+					ok, _, err := writer.s.Exists(ctx, marker)
+					return err == nil && !ok
+				})
 			}
 			ens.Server(0).Proxy().Heal()
 			truth := func() map[string]int {
