@@ -37,9 +37,15 @@
 //
 // # Lost requests and replies
 //
-// A registration knows its node (path, creation zxid, version and, for an
-// ephemeral instance, owner session) and acts only on that node, so a write
-// retried after a lost request or reply never lands on someone else's node:
+// A registration knows its node (path, creation zxid and, for an ephemeral
+// instance, owner session) and acts only on that node, so a write retried
+// after a lost request or reply never lands on someone else's node. An
+// ephemeral node it has just created is known by its path and owner: the
+// session its create was bound to (this client's, so by the claim on the
+// path this registration's). Its creation zxid is learned without another
+// round trip, from the guard's first watch read or from the read the next
+// Update or Unregister makes anyway; until then a node at the path of
+// another owner is not its own.
 //
 //   - Register (and re-registration after a new session, and the restore
 //     of a deleted node): after an outcome the Session cannot prove (an
@@ -262,12 +268,16 @@ type Registration struct {
 	nodePath string // where the node is (sequential ids get a suffix)
 	sid      int64  // the session the node was last created on
 	czxid    int64  // the node's creation zxid; 0 when it has none known
-	version  int32  // the node's data version after our last write
-	done     bool   // Unregister was called: no more writes
-	gone     bool   // Unregister removed the node
-	ended    chan struct{}
-	err      error // why ended was closed
-	claim    *claimKey
+	// fresh: nodePath is an ephemeral node this registration created on
+	// session sid, whose creation zxid has not been read yet (czxid is 0).
+	// It is its own node while sid owns it.
+	fresh bool
+	known uint64 // bumped whenever what is known of the node changes
+	done  bool   // Unregister was called: no more writes
+	gone  bool   // Unregister removed the node
+	ended chan struct{}
+	err   error // why ended was closed
+	claim *claimKey
 
 	// writing is held by one write (or Unregister) at a time, so that an
 	// Update, a restore and a re-registration never create two nodes, and
@@ -401,9 +411,7 @@ func (g *Registration) Err() error {
 // guarding and re-registering, and gives up its claim. The node there is
 // left alone.
 func (g *Registration) lose(err error) {
-	g.mu.Lock()
-	g.czxid = 0
-	g.mu.Unlock()
+	g.forget()
 	g.cancel()
 	g.r.mu.Lock()
 	delete(g.r.regs, g)
@@ -476,7 +484,7 @@ func (g *Registration) write(ctx context.Context) error {
 	s := g.r.s
 	for {
 		g.mu.Lock()
-		inst, data, gen, p, czxid, sid, done, lost := g.inst, g.data, g.gen, g.nodePath, g.czxid, g.sid, g.done, g.err
+		inst, data, gen, p, czxid, fresh, sid, done, lost := g.inst, g.data, g.gen, g.nodePath, g.czxid, g.fresh, g.sid, g.done, g.err
 		g.mu.Unlock()
 		if done {
 			return ErrUnregistered
@@ -485,12 +493,14 @@ func (g *Registration) write(ctx context.Context) error {
 			return lost
 		}
 		var err error
-		if czxid != 0 && (!inst.ephemeral() || sid == s.SessionID()) {
-			err = g.setNode(ctx, p, data, czxid)
+		if (czxid != 0 || fresh) && (!inst.ephemeral() || sid == s.SessionID()) {
+			owner := int64(0)
+			if fresh {
+				owner = sid
+			}
+			err = g.setNode(ctx, p, data, czxid, owner)
 			if errors.Is(err, errGone) {
-				g.mu.Lock()
-				g.czxid = 0
-				g.mu.Unlock()
+				g.forget()
 				continue
 			}
 		} else {
@@ -523,9 +533,48 @@ func (g *Registration) registered() bool {
 // mine records p as the registration's node.
 func (g *Registration) mine(p string, st *zk.Stat) {
 	g.mu.Lock()
-	g.nodePath, g.sid, g.czxid, g.version = p, st.EphemeralOwner, st.Czxid, st.Version
+	g.nodePath, g.sid, g.czxid, g.fresh = p, st.EphemeralOwner, st.Czxid, false
+	g.known++
 	g.mu.Unlock()
 	g.r.noteOwn(st.EphemeralOwner)
+}
+
+// created records p as the ephemeral node this registration has just
+// created on session sid, its creation zxid still to be learned.
+func (g *Registration) created(p string, sid int64) {
+	g.mu.Lock()
+	g.nodePath, g.sid, g.czxid, g.fresh = p, sid, 0, true
+	g.known++
+	g.mu.Unlock()
+	g.r.noteOwn(sid)
+}
+
+// forget drops what the registration knows of its node: it has none.
+func (g *Registration) forget() {
+	g.mu.Lock()
+	g.czxid, g.fresh = 0, false
+	g.known++
+	g.mu.Unlock()
+}
+
+// learn completes what the registration knows of a fresh node from st,
+// read at p after what is known was at known: only if nothing was learned
+// or recorded meanwhile, and only if st is the node its session owns.
+func (g *Registration) learn(p string, st *zk.Stat, known uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fresh && g.known == known && g.nodePath == p && st.EphemeralOwner == g.sid && g.sid != 0 {
+		g.czxid, g.fresh = st.Czxid, false
+		g.known++
+	}
+}
+
+// node returns the registration's node path and the mark of what is known
+// of it, for learn.
+func (g *Registration) node() (string, uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodePath, g.known
 }
 
 // look syncs the session's server and reads p.
@@ -566,8 +615,21 @@ func (g *Registration) undoCreate(p string, inst Instance, data []byte) {
 func (g *Registration) createNode(ctx context.Context, inst Instance, data []byte) error {
 	s := g.r.s
 	for {
+		// An ephemeral create belongs to the session current when it is
+		// sent (resilience.Session.Create fails with ErrSessionLost
+		// otherwise). A session id never comes back once another one has
+		// been established, so the same id before and after the call is
+		// the session the node was created on, and owns it: no need to
+		// read the node back.
+		before := s.SessionID()
 		created, err := g.create(ctx, inst, data)
+		if err == nil && inst.ephemeral() && before != 0 && s.SessionID() == before {
+			g.created(created, before)
+			return nil
+		}
 		if err == nil {
+			// A persistent node (whose identity is its creation zxid), or
+			// the session changed around the create: read it back.
 			ok, st, err := s.Exists(ctx, created)
 			switch {
 			case err != nil:
@@ -611,7 +673,7 @@ func (g *Registration) createNode(ctx context.Context, inst Instance, data []byt
 			// an earlier try of its own made it.
 			g.mine(p, st)
 			if !bytes.Equal(got, data) {
-				err := g.setNode(ctx, p, data, st.Czxid)
+				err := g.setNode(ctx, p, data, st.Czxid, 0)
 				if errors.Is(err, errGone) {
 					continue
 				}
@@ -633,9 +695,11 @@ func (g *Registration) createNode(ctx context.Context, inst Instance, data []byt
 }
 
 // setNode writes data to the registration's node p (created at czxid),
-// conditionally on the version it reads. It returns errGone when the node
-// is not there and an *IDInUseError when the node there is not its own.
-func (g *Registration) setNode(ctx context.Context, p string, data []byte, czxid int64) error {
+// conditionally on the version it reads. A czxid of 0 with a non-zero
+// owner is a fresh node, known as the one that session owns; its creation
+// zxid is learned here. It returns errGone when the node is not there and
+// an *IDInUseError when the node there is not its own.
+func (g *Registration) setNode(ctx context.Context, p string, data []byte, czxid, owner int64) error {
 	s := g.r.s
 	for {
 		got, st, err := g.look(ctx, p)
@@ -644,6 +708,12 @@ func (g *Registration) setNode(ctx context.Context, p string, data []byte, czxid
 			return errGone
 		case err != nil:
 			return err
+		case czxid == 0 && owner != 0 && st.EphemeralOwner == owner:
+			czxid = st.Czxid // the fresh node: now known
+			g.mine(p, st)
+			if bytes.Equal(got, data) {
+				return nil
+			}
 		case st.Czxid != czxid:
 			return g.notMine(p, st)
 		case bytes.Equal(got, data):
@@ -758,7 +828,7 @@ func (g *Registration) guard() {
 			}
 			continue
 		}
-		p := g.Path()
+		p, known := g.node()
 		ok, st, ch, err := s.ExistsW(g.ctx, p)
 		if err != nil {
 			if g.ctx.Err() != nil || errors.Is(err, resilience.ErrClosed) {
@@ -770,6 +840,10 @@ func (g *Registration) guard() {
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
+		}
+		if ok {
+			// A fresh node's creation zxid, at no extra cost.
+			g.learn(p, st, known)
 		}
 		if g.sidIs(s.SessionID()) && (!ok || !g.czxidIs(st.Czxid)) {
 			// Deleted (or replaced) while our session lives: restore it if
@@ -865,9 +939,11 @@ func (g *Registration) Unregister(ctx context.Context) error {
 func (g *Registration) deleteNode(ctx context.Context) error {
 	s := g.r.s
 	g.mu.Lock()
-	p, czxid := g.nodePath, g.czxid
+	p, czxid, fresh := g.nodePath, g.czxid, g.fresh
 	g.mu.Unlock()
-	for czxid != 0 {
+	// A fresh node (czxid not known yet) is deleted only as a node of this
+	// client's own sessions, as below.
+	for czxid != 0 || fresh {
 		_, st, err := g.look(ctx, p)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):

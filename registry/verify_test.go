@@ -245,8 +245,21 @@ func checkCell(t *testing.T, op, cell, got string, a, b *resilience.Session, p s
 		}
 		if reg == nil || reg.Err() != nil {
 			t.Errorf("answer ok, but the registration is %v", reg)
-		} else if st != nil && !reg.czxidIs(st.Czxid) {
-			t.Errorf("the registration does not know its node (czxid %d)", st.Czxid)
+		} else if st != nil {
+			// It knows its node now: by creation zxid, or (a node it has
+			// just created) by path and owner session. And it learns the
+			// creation zxid without being asked to write (the guard's
+			// watch read).
+			if !reg.identifies(p, st) {
+				t.Errorf("the registration does not know its node (czxid %d, owner %#x)", st.Czxid, st.EphemeralOwner)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !reg.czxidIs(st.Czxid) && reg.Err() == nil && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !reg.czxidIs(st.Czxid) {
+				t.Errorf("the registration did not learn its node's czxid %d (err %v)", st.Czxid, reg.Err())
+			}
 		}
 	case got == "idinuse":
 		if reg != nil && !errors.Is(reg.Err(), ErrIDInUse) {
@@ -258,4 +271,18 @@ func checkCell(t *testing.T, op, cell, got string, a, b *resilience.Session, p s
 			t.Errorf("B's later write was overwritten: %+v %s", st, d)
 		}
 	}
+}
+
+// identifies reports whether the registration takes the node st at p for
+// its own: by creation zxid, or a fresh node by path and owner.
+func (g *Registration) identifies(p string, st *zk.Stat) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.nodePath != p {
+		return false
+	}
+	if g.fresh {
+		return g.sid != 0 && st.EphemeralOwner == g.sid
+	}
+	return g.czxid != 0 && g.czxid == st.Czxid
 }
