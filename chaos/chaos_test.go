@@ -1,7 +1,9 @@
 // Package chaos runs every recipe together against a 3-node ensemble while
 // a seeded fault schedule injects every kind of fault in turn (connection
-// drops, partitions shorter and longer than the session timeout, server
-// kills and restarts, leader kills, quorum loss, latency, and lost writes
+// drops, partitions shorter and longer than the session timeout, one-way
+// partitions of a client's link in either direction, server kills and
+// restarts, server pauses (SIGSTOP), a follower partitioned from its
+// peers, leader kills, quorum loss, latency, and lost writes
 // (one counter client's compare-and-set loses its request or its reply and
 // its reconnect is held while another client adds), then checks from
 // recorded intervals (one clock) that no two lock holders or leaders ever

@@ -11,28 +11,38 @@ import (
 )
 
 // faultKinds are every kind the schedule injects.
-var faultKinds = []string{"drop", "short-blackhole", "long-blackhole", "server-restart", "leader-kill", "quorum-loss", "latency", "lost-write"}
+var faultKinds = []string{"drop", "short-blackhole", "long-blackhole", "server-restart", "leader-kill", "quorum-loss", "latency", "lost-write",
+	"follower-partition", "server-pause", "oneway-requests", "oneway-replies"}
 
 // clientFault says whether kind hits one client's link only.
 func clientFault(kind string) bool {
 	switch kind {
-	case "drop", "short-blackhole", "long-blackhole", "latency", "lost-write":
+	case "drop", "short-blackhole", "long-blackhole", "latency", "lost-write", "oneway-requests", "oneway-replies":
 		return true
 	}
 	return false
 }
 
 // victim picks whom a fault hits. For a fault that ends holdings (a drop,
-// a long blackhole, a server restart or quorum loss) it is a holder, of
+// a long or one-way blackhole, a server restart, pause or partition from
+// its peers, quorum loss) it is a holder, of
 // the lock, the semaphore and the leadership in turn: preferably one with
 // at least 2 s of its holding still to go (waiting up to 2.5 s for one),
 // which a partition past the session timeout outlasts, so that a holder
 // that did not step down would still hold when the ensemble hands its
-// resource on. Faults that seldom end a holding (a short blackhole,
-// latency) hit any client (waiters, services, the cache) half the time,
-// and otherwise the longest holding of any resource.
+// resource on. A follower partitioned from its peers is a holder's server
+// that does not lead (the holder of a follower, if any has time to go).
+// Faults that seldom end a holding (a short blackhole, latency) hit any
+// client (waiters, services, the cache) half the time, and otherwise the
+// longest holding of any resource.
 func (su *suite) victim(kind string) *client {
 	res := ""
+	leader := -1 // for a follower partition: the leader's server index
+	if kind == "follower-partition" {
+		if l := su.leaderIndex(); l >= 0 {
+			leader = l
+		}
+	}
 	switch kind {
 	case "leader-kill": // aims at the leader's server, whoever the victim
 		return su.clients[su.rng.IntN(len(su.clients))]
@@ -51,6 +61,9 @@ func (su *suite) victim(kind string) *client {
 		best = nil
 		var left time.Duration
 		for who, a := range su.led.holders() {
+			if leader >= 0 && su.byName[who].serverIndex() == leader {
+				continue
+			}
 			if l := time.Until(a.plannedEnd); (res == "" || a.res == res) && (best == nil || l > left) {
 				best, left = su.byName[who], l
 			}
@@ -63,6 +76,22 @@ func (su *suite) victim(kind string) *client {
 		best = su.clients[su.rng.IntN(len(su.clients))]
 	}
 	return best
+}
+
+// leaderIndex returns the index of the leader's server, or -1.
+func (su *suite) leaderIndex() int {
+	lctx, cancel := context.WithTimeout(su.ctx, 10*time.Second)
+	defer cancel()
+	l, err := ens.Leader(lctx)
+	if err != nil {
+		return -1
+	}
+	for i, s := range ens.Servers() {
+		if s == l {
+			return i
+		}
+	}
+	return -1
 }
 
 // inject runs one fault of kind (for client faults, against v; for server
@@ -132,6 +161,50 @@ func (su *suite) inject(kind string, v *client) {
 		if rec.target = su.lostWrite(v); rec.target == "" {
 			return // did not fire: not injected
 		}
+	case "follower-partition":
+		// The victim's server, a follower (another follower if the victim
+		// is on the leader's), cut from its peers while its clients still
+		// reach it: it serves them for syncLimit ticks while the leader
+		// expires their sessions after T. Held for that and 2T more, so
+		// the ensemble has expired and handed on before it heals.
+		if l := su.leaderIndex(); l < 0 {
+			return // no leader to be cut from: not injected
+		} else if i == l {
+			i = (l + 1 + su.rng.IntN(len(ens.Servers())-1)) % len(ens.Servers())
+			srv = ens.Server(i)
+		}
+		rec.target = fmt.Sprintf("zk%d (%s's server's follower) from its peers", srv.ID(), v.name)
+		if v.serverIndex() == i {
+			rec.target = fmt.Sprintf("zk%d (%s's server, a follower) from its peers", srv.ID(), v.name)
+		}
+		if err := srv.IsolateFromPeers(); err != nil {
+			return // not injected
+		}
+		sleep(ctx, time.Duration(ens.SyncLimit())*ens.TickTime()+2*sessionTimeout)
+		_ = srv.RejoinPeers()
+	case "server-pause":
+		// SIGSTOP past the session timeout: silence, connections open.
+		rec.target = fmt.Sprintf("zk%d (%s's server)", srv.ID(), v.name)
+		if err := srv.Pause(); err != nil {
+			return // not injected
+		}
+		sleep(ctx, 2*sessionTimeout)
+		_ = srv.Resume()
+	case "oneway-requests", "oneway-replies":
+		// The victim's link loses what it sends (the ensemble hears no
+		// pings and expires the session after T while replies and
+		// notifications owed still come) or what it is sent (its requests
+		// and pings still arrive and keep the session alive on the
+		// ensemble while the client hears nothing), to every server, for
+		// 2T.
+		rec.target = v.name
+		if kind == "oneway-requests" {
+			v.link.BlackholeRequests()
+		} else {
+			v.link.BlackholeReplies()
+		}
+		sleep(ctx, 2*sessionTimeout)
+		v.link.Heal()
 	default:
 		panic("unknown fault " + kind)
 	}
