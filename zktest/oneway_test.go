@@ -228,3 +228,53 @@ func TestElectionHello(t *testing.T) {
 		t.Error("an oversized address was accepted")
 	}
 }
+
+// A proxy with redial (the quorum links') keeps a client's connection while
+// its target does not listen yet, and connects it once it does; a plain
+// proxy closes it at once.
+func TestProxyRedial(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+
+	plain := newTestProxy(t, addr)
+	expectClosed(t, dial(t, plain.Addr()), 2*time.Second)
+
+	p := newTestProxy(t, addr)
+	p.mu.Lock()
+	p.redial = true
+	p.mu.Unlock()
+	c := dial(t, p.Addr())
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	expectSilence(t, c, 200*time.Millisecond) // still waiting, not closed
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("could not listen on %s again: %v", addr, err)
+	}
+	accepted := make(chan string, 1)
+	go func() {
+		s, err := l.Accept()
+		if err != nil {
+			accepted <- err.Error()
+			return
+		}
+		defer s.Close()
+		buf := make([]byte, 5)
+		_, _ = io.ReadFull(s, buf)
+		accepted <- string(buf)
+	}()
+	defer l.Close()
+	select {
+	case got := <-accepted:
+		if got != "early" {
+			t.Fatalf("target got %q", got)
+		}
+	case <-time.After(proxyDialLimit):
+		t.Fatal("the proxy did not connect once the target listened")
+	}
+}

@@ -44,6 +44,7 @@ func TestOneWayBlackholes(t *testing.T) {
 			id := c.SessionID()
 			node := "/oneway/replies-" + name
 			p.replies()
+			defer p.heal() // on failure too, so the client can close
 			result := make(chan error, 1)
 			go func() {
 				_, err := c.Create(node, nil, 0, acl)
@@ -78,6 +79,7 @@ func TestOneWayBlackholes(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.requests()
+			defer p.heal() // on failure too, so the client can close
 			result := make(chan error, 1)
 			go func() {
 				_, err := c.Create(node, nil, 0, acl)

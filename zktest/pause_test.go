@@ -1,6 +1,7 @@
 package zktest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -89,8 +90,11 @@ func TestPauseResume(t *testing.T) {
 		if _, err := f.Mode(ctx); !errors.Is(err, ErrNotServing) {
 			t.Fatalf("Mode of a paused server: %v, want ErrNotServing", err)
 		}
-		// The other two keep their quorum.
-		if err := e.WaitServing(ctx); err != nil {
+		// The other two keep their quorum, and WaitServing does not wait
+		// for the paused one.
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := e.WaitServing(wctx); err != nil {
 			t.Fatal(err)
 		}
 		if mode, err := leader.Mode(ctx); err != nil || mode != "leader" {
