@@ -55,6 +55,19 @@
 // server side the way an expiry would, so tests need not wait out a session
 // timeout.
 //
+// BlackholeRequests and BlackholeReplies (on a Proxy or a Link) cut one
+// direction only: what the client sends is lost while notifications still
+// arrive, or what the server sends is lost while it still applies the
+// client's requests. Server.Pause and Server.Resume suspend and continue a
+// server's process (SIGSTOP, SIGCONT), as a long GC pause or a hung host
+// would. Server.IsolateFromPeers cuts a server off from the other servers
+// while its clients still reach it: every server reaches each other one
+// through proxies of its own, which it names in its zoo.cfg. An isolated
+// follower keeps answering its clients until its leader has been silent
+// for syncLimit ticks (see WithSyncLimit), while the leader may already
+// have expired their sessions; RejoinPeers ends the isolation. The
+// repository's docs/faults.md lists every fault and what it models.
+//
 // A server without a quorum still accepts TCP connections on its client
 // port but closes each one as soon as the client sends its connect request,
 // and answers "srvr" with "This ZooKeeper instance is not currently serving
