@@ -12,7 +12,15 @@
 // registrations' contents, that no znode was left behind, neither while the
 // sessions are alive nor after they closed, and that the shared counter
 // holds exactly its start plus every successful Add plus some of the Adds
-// whose outcome was reported unknown.
+// whose outcome was reported unknown. The lock lane's holders write to one
+// fenced store (fence.Store) with their lease's token as they begin, every
+// 75 ms and as they end: no stale write may be accepted (one with a token
+// below that of a holder who had already written), and the store's
+// refusals are counted. No session may be lost to a fault that left a
+// quorum reachable from its client (lossExpected states the rule per
+// kind). The summary gives, per fault kind, the overlaps, stale writes
+// accepted and refused, sessions lost with a quorum reachable and in all,
+// and the smallest step-down margin.
 //
 // The workloads hold for durations drawn from a mix: short holdings and a
 // good share long enough to span a fault, some longer than the session

@@ -106,6 +106,9 @@ func (su *suite) inject(kind string, v *client) {
 	}
 	srv := ens.Server(i)
 	rec := faultRec{kind: kind, start: time.Now()}
+	if clientFault(kind) {
+		rec.victim = v.name
+	}
 	switch kind {
 	case "drop":
 		rec.target = v.name

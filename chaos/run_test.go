@@ -29,9 +29,11 @@ const (
 	vOrphans  = "orphaned znodes"
 	vCache    = "cache not converged on truth"
 	vCounter  = "counter lost or doubled an increment"
+	vStale    = "stale fenced writes accepted"
+	vLostLive = "sessions lost with a quorum reachable"
 )
 
-var violationKinds = []string{vLock, vShort, vSem, vLeaders, vRecovery, vOrphans, vCache, vCounter}
+var violationKinds = []string{vLock, vShort, vSem, vLeaders, vRecovery, vOrphans, vCache, vCounter, vStale, vLostLive}
 
 // result is what one run found.
 type result struct {
@@ -43,6 +45,13 @@ type result struct {
 	su    *suite
 	// counter is the counter workload's record and verdict.
 	counter *counterTally
+	// overlapsByKind counts the overlaps of every resource by the fault
+	// each is attributed to; staleByKind the stale fenced writes accepted,
+	// refusedByKind those refused, lostByKind the sessions lost with a
+	// quorum reachable.
+	overlapsByKind, staleByKind, refusedByKind, lostByKind map[string]int
+	// refused is how many fenced writes the store refused.
+	refused int
 }
 
 // queues are the recipe paths whose children are clients' ephemeral nodes,
@@ -190,7 +199,7 @@ func run(t *testing.T, cfg config) *result {
 		su.tl.AddViolation(timeline.Mark{Start: workEnd, End: time.Now(), Label: "orphan: " + o})
 	}
 
-	res := &result{tl: su.tl, su: su, counter: counter, violations: map[string][]string{
+	res := &result{tl: su.tl, su: su, counter: counter, overlapsByKind: map[string]int{}, staleByKind: map[string]int{}, refusedByKind: map[string]int{}, violations: map[string][]string{
 		vRecovery: su.recoveryBad,
 		vOrphans:  append(live, closed...),
 		vCache:    cacheBad,
@@ -201,12 +210,38 @@ func run(t *testing.T, cfg config) *result {
 		capacity  int
 	}{{resLock, vLock, 1}, {resShort, vShort, 1}, {resSemaphore, vSem, semSize}, {resTerm, vLeaders, 1}} {
 		for _, o := range overlaps(su.led.of(r.res), r.res, r.capacity) {
-			res.violations[r.kind] = append(res.violations[r.kind], fmt.Sprintf("%s (fault %s)", o, su.attribute(o.start)))
+			f := su.attribute(o.start)
+			res.overlapsByKind[f]++
+			res.violations[r.kind] = append(res.violations[r.kind], fmt.Sprintf("%s (fault %s)", o, f))
 			for _, w := range o.who {
 				su.tl.AddViolation(timeline.Mark{Lane: w, Start: o.start, End: o.end, Label: fmt.Sprintf("%d %s holders", o.n, r.res)})
 			}
 		}
 	}
+	// The fenced store: no stale write accepted; the refused ones counted.
+	ws := su.fences.all()
+	for _, w := range ws {
+		if !w.accepted {
+			res.refused++
+			res.refusedByKind[su.attribute(w.at)]++
+		}
+	}
+	for _, w := range staleAccepted(ws) {
+		f := su.attribute(w.at)
+		res.staleByKind[f]++
+		res.violations[vStale] = append(res.violations[vStale], fmt.Sprintf("%s (fault %s)", w, f))
+		su.tl.AddViolation(timeline.Mark{Lane: w.who, Start: w.at, End: w.done, Label: "stale fenced write accepted"})
+	}
+	// Sessions lost while a quorum was reachable.
+	su.fmu.Lock()
+	faults := append([]faultRec(nil), su.faults...)
+	su.fmu.Unlock()
+	su.lmu.Lock()
+	losses := append([]lossRec(nil), su.losses...)
+	su.lmu.Unlock()
+	var lostBad []string
+	res.lostByKind, lostBad = unexpectedLosses(faults, losses)
+	res.violations[vLostLive] = lostBad
 	su.report(res, started, faultStart, faultEnd, workEnd)
 	return res
 }
@@ -459,6 +494,32 @@ func (su *suite) report(res *result, started, faultStart, faultEnd, workEnd time
 		fmt.Fprintf(w, "min step-down margin\t%v\t(by fault: %s)\n", minMargin.d.Round(time.Millisecond), strings.Join(parts, ", "))
 	} else {
 		fmt.Fprintf(w, "min step-down margin\tnone\t(no lost holding was followed by another holder)\n")
+	}
+	fmt.Fprintf(w, "fenced writes\t%d\t(%d refused as stale)\n", len(su.fences.all()), res.refused)
+	allLost := map[string]int{}
+	su.fmu.Lock()
+	faults := append([]faultRec(nil), su.faults...)
+	su.fmu.Unlock()
+	su.lmu.Lock()
+	for _, l := range su.losses {
+		k := "none"
+		if ks := explainLoss(faults, l.who, l.at); len(ks) > 0 {
+			k = ks[0]
+		}
+		allLost[k]++
+	}
+	su.lmu.Unlock()
+	fmt.Fprintf(w, "by fault kind\toverlaps\tstale accepted\trefused\tlost, quorum reachable (must be 0)\tlost in all\tmin margin\n")
+	for _, k := range append(append([]string(nil), faultKinds...), "none") {
+		m := "-"
+		if d, ok := marginByKind[k]; ok {
+			m = d.Round(time.Millisecond).String()
+		}
+		must := fmt.Sprint(res.lostByKind[k])
+		if k != "none" && lossExpected(k) {
+			must = "(may)"
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d\t%d\t%s\t%d\t%s\n", k, res.overlapsByKind[k], res.staleByKind[k], res.refusedByKind[k], must, allLost[k], m)
 	}
 	susp, losses := 0, 0
 	for _, c := range su.clients {

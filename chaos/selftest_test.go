@@ -70,6 +70,12 @@ func TestCheckerCatchesBrokenLock(t *testing.T) {
 		bugs:     bugs{lockIgnoresLoss: true},
 		schedule: aimAtLongHolding(t, resLock),
 	}, vLock)
+	// The fenced store refused the ignoring holder's writes once its
+	// successor had written (selfTest saw no stale write accepted).
+	if res.refused == 0 {
+		t.Errorf("the fenced store refused no write: the holder ignoring its loss was never fenced off")
+	}
+	t.Logf("fenced store: %d writes refused as stale, %d stale accepted", res.refused, len(res.violations[vStale]))
 
 	// The run's timeline, written as TestChaos writes it, shows it.
 	files, err := writeTimeline(res.tl, t.TempDir())

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/election"
+	"github.com/zkrecipes/zkrecipes/fence"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/timeline"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
@@ -159,6 +160,14 @@ type suite struct {
 	counterStart int32
 	lw           lostWrites // under fmu
 
+	// fstore is the fenced store the lock lane's holders write to, fences
+	// the record of their writes.
+	fstore fence.Store
+	fences fenceLog
+	// losses are the clients' Lost transitions, under lmu.
+	lmu    sync.Mutex
+	losses []lossRec
+
 	aimed       int // faults aimed at holders so far
 	fmu         sync.Mutex
 	faults      []faultRec
@@ -168,6 +177,7 @@ type suite struct {
 
 type faultRec struct {
 	kind, target string
+	victim       string // the client whose link a client fault hit
 	start, end   time.Time
 }
 
@@ -219,6 +229,9 @@ func (su *suite) sessionState(c *client, tr resilience.Transition) {
 		endRegistered()
 		c.lostAt = tr.Time
 		c.lossCount++
+		su.lmu.Lock()
+		su.losses = append(su.losses, lossRec{who: c.name, at: tr.Time, cause: tr.Cause, sid: tr.OldSessionID})
+		su.lmu.Unlock()
 	case resilience.Connected, resilience.Closed:
 		endSuspended()
 		if tr.To == resilience.Closed {
@@ -233,24 +246,41 @@ func (su *suite) sessionState(c *client, tr resilience.Transition) {
 
 // hold is one holding by c of res: it lasts planned, or until its loss
 // signal (done) fires, unless the holder ignores it; or until the run ends.
-// It is recorded from acquisition to the moment the holder stops.
-func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error, planned time.Duration, ignoring bool) {
+// It is recorded from acquisition to the moment the holder stops. With a
+// token (not 0) the holder writes to the fenced store with it as it
+// begins, every fenceEvery while it holds, and once as it ends.
+func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error, planned time.Duration, ignoring bool, token int64) {
 	start := time.Now()
 	var lostAt atomic.Int64
 	stop := context.AfterFunc(lctx, func() { lostAt.Store(time.Now().UnixNano()) })
 	su.led.begin(c.name, res, start, planned, ignoring)
 	timer := time.NewTimer(planned)
+	var tick <-chan time.Time
+	if token != 0 {
+		su.fencedWrite(c.name, token)
+		tk := time.NewTicker(fenceEvery)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	lost := lctx.Done()
 	if ignoring {
+		lost = nil
+	}
+wait:
+	for {
 		select {
 		case <-timer.C:
+			break wait
+		case <-lost:
+			break wait
 		case <-su.ctx.Done():
+			break wait
+		case <-tick:
+			su.fencedWrite(c.name, token)
 		}
-	} else {
-		select {
-		case <-timer.C:
-		case <-lctx.Done():
-		case <-su.ctx.Done():
-		}
+	}
+	if token != 0 {
+		su.fencedWrite(c.name, token)
 	}
 	end := time.Now()
 	timer.Stop()
@@ -317,7 +347,7 @@ func (su *suite) lockers(wg *sync.WaitGroup, n int) {
 					continue
 				}
 				d := draw(rng, holdMix)
-				su.hold(c, resLock, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.lockIgnoresLoss && d >= longHold)
+				su.hold(c, resLock, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.lockIgnoresLoss && d >= longHold, l.Token())
 				_ = l.Release(context.WithoutCancel(su.ctx))
 			}
 		}()
@@ -348,7 +378,7 @@ func (su *suite) shortLockers(wg *sync.WaitGroup, n int) {
 				if err != nil {
 					continue
 				}
-				su.hold(c, resShort, l.Context(), lock.ErrLeaseLost, draw(rng, shortMix), false)
+				su.hold(c, resShort, l.Context(), lock.ErrLeaseLost, draw(rng, shortMix), false, 0)
 				_ = l.Release(context.WithoutCancel(su.ctx))
 			}
 		}()
@@ -374,7 +404,7 @@ func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
 					continue
 				}
 				d := draw(rng, holdMix)
-				su.hold(c, resSemaphore, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.semIgnoresLoss && d >= longHold)
+				su.hold(c, resSemaphore, l.Context(), lock.ErrLeaseLost, d, su.cfg.bugs.semIgnoresLoss && d >= longHold, 0)
 				_ = l.Release(context.WithoutCancel(su.ctx))
 			}
 		}()
@@ -394,7 +424,7 @@ func (su *suite) electors(wg *sync.WaitGroup, n int) {
 			defer wg.Done()
 			_ = e.Run(su.ctx, func(lead context.Context) error {
 				d := draw(rng, termMix)
-				su.hold(c, resTerm, lead, election.ErrTermLost, d, su.cfg.bugs.leaderIgnoresLoss && d >= longHold)
+				su.hold(c, resTerm, lead, election.ErrTermLost, d, su.cfg.bugs.leaderIgnoresLoss && d >= longHold, 0)
 				return nil
 			})
 		}()
