@@ -137,7 +137,7 @@ run() {
 		cat "$out.stdout" "$out.stderr" >&2
 		die "$label ($pkg $fn) exited with status $rc"
 	fi
-	grep -E "^$fn(/[^[:space:]]*)?[[:space:]]+[0-9]+[[:space:]]+[0-9.e+]+ ns/op" "$out.stdout" >"$out" || {
+	grep -E "^$fn([/-][^[:space:]]*)?[[:space:]]+[0-9]+[[:space:]]+[0-9.e+]+ ns/op" "$out.stdout" >"$out" || {
 		cat "$out.stdout" "$out.stderr" >&2
 		die "$label ($pkg $fn) printed no result line"
 	}
