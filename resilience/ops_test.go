@@ -377,8 +377,10 @@ func TestDigestAuthSurvivesExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = owner.Delete(context.Background(), node, -1)
-		_ = owner.Delete(context.Background(), base, -1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = owner.Delete(ctx, node, -1)
+		_ = owner.Delete(ctx, base, -1)
 	})
 	denied := func(stage string) {
 		t.Helper()

@@ -1,9 +1,12 @@
 package resilience
 
 import (
+	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // Liveness timing, as fractions of the negotiated session timeout T (the
@@ -50,8 +53,15 @@ func (s *Session) probe(g *generation) {
 			g.info.probeAt.Store(issued.UnixNano())
 			_, err := g.conn.Sync("/")
 			g.info.probeAt.Store(0)
-			if err == nil {
+			switch {
+			case err == nil:
 				g.info.probed(issued.UnixNano())
+			case errors.Is(err, zk.ErrSessionExpired) || errors.Is(err, zk.ErrSessionMoved):
+				// The server answers, but not for this session: make
+				// go-zookeeper/zk reconnect and hear the verdict in a
+				// handshake instead of keeping a connection whose every
+				// request fails.
+				g.info.cut()
 			}
 			next = max(time.Until(issued.Add(next)), 0)
 		}
