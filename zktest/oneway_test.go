@@ -254,7 +254,7 @@ func TestProxyRedial(t *testing.T) {
 	expectSilence(t, c, 200*time.Millisecond) // still waiting, not closed
 	l, err = net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("could not listen on %s again: %v", addr, err)
+		t.Fatalf("could not listen on %s again: %v", addr, err)
 	}
 	accepted := make(chan string, 1)
 	go func() {
