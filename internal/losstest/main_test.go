@@ -1,15 +1,10 @@
 package losstest
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
 
@@ -26,26 +21,5 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	code := func() int {
-		if !testing.Short() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			e, err := zktest.Start(ctx, zktest.WithServers(3), zktest.WithTickTime(tick), zktest.WithSyncLimit(syncTicks))
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "these tests need ZooKeeper:", err)
-				return 1
-			}
-			ens = e
-			defer e.Close()
-		}
-		return m.Run()
-	}()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testkit.Main(m, &ens, 3, zktest.WithTickTime(tick), zktest.WithSyncLimit(syncTicks))
 }

@@ -25,15 +25,16 @@ import (
 )
 
 // Main runs a package's tests against a shared ensemble of n servers
-// (stored in *ens), unless -short, and fails if a goroutine is left over.
-func Main(m *testing.M, ens **zktest.Ensemble, n int) {
+// (stored in *ens), started with opts as well, unless -short, and fails if
+// a goroutine is left over.
+func Main(m *testing.M, ens **zktest.Ensemble, n int, opts ...zktest.Option) {
 	flag.Parse()
 	quietForBenchmarks()
 	code := func() int {
 		if !testing.Short() {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			e, err := zktest.Start(ctx, zktest.WithServers(n))
+			e, err := zktest.Start(ctx, append([]zktest.Option{zktest.WithServers(n)}, opts...)...)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "these tests need ZooKeeper:", err)
 				return 1
