@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/feed"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -99,7 +100,7 @@ type TreeCache struct {
 	dirtyKids map[string]bool
 	wake      chan struct{}
 
-	feed     *Feed[TreeEvent]
+	feed     *feed.Feed[TreeEvent]
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -135,7 +136,7 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 		nodes: map[string]*treeEntry{},
 		dataW: map[string]watchMark{}, kidsW: map[string]watchMark{},
 		dirtyData: map[string]bool{}, dirtyKids: map[string]bool{},
-		wake: make(chan struct{}, 1), feed: NewFeed[TreeEvent](),
+		wake: make(chan struct{}, 1), feed: feed.NewFeed[TreeEvent](),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.unlisten = append(c.unlisten, s.AddNodeListener(c.onNodeEvent))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/feed"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -142,7 +143,7 @@ type Cache struct {
 	snap  atomic.Pointer[[]Instance]
 	nodes map[string]Instance // owned by translate
 	bad   map[string]bool     // likewise
-	feed  *recipes.Feed[Event]
+	feed  *feed.Feed[Event]
 	ready chan struct{}
 
 	ctx    context.Context
@@ -164,7 +165,7 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	c := &Cache{
 		r: r, parent: p, tree: tree,
 		nodes: map[string]Instance{}, bad: map[string]bool{},
-		feed: recipes.NewFeed[Event](), ready: make(chan struct{}),
+		feed: feed.NewFeed[Event](), ready: make(chan struct{}),
 	}
 	empty := []Instance{}
 	c.snap.Store(&empty)
