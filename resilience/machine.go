@@ -2,7 +2,6 @@ package resilience
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -19,32 +18,6 @@ type item struct {
 	at       time.Time
 }
 
-// inbox is an unbounded FIFO: go-zookeeper/zk's callback must never block,
-// and no event may be dropped.
-type inbox struct {
-	mu     sync.Mutex
-	items  []item
-	signal chan struct{}
-}
-
-func (q *inbox) push(it item) {
-	q.mu.Lock()
-	q.items = append(q.items, it)
-	q.mu.Unlock()
-	select {
-	case q.signal <- struct{}{}:
-	default:
-	}
-}
-
-func (q *inbox) drain() []item {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	items := q.items
-	q.items = nil
-	return items
-}
-
 // run is the state machine: the only goroutine that changes the session's
 // state, so transitions are totally ordered.
 func (s *Session) run() {
@@ -54,8 +27,9 @@ func (s *Session) run() {
 	defer timer.Stop()
 	for {
 		select {
-		case <-s.inbox.signal:
-			for _, it := range s.inbox.drain() {
+		case <-s.inbox.Ready():
+			items, _ := s.inbox.Drain()
+			for _, it := range items {
 				s.handle(it)
 			}
 		case <-timer.C:
@@ -234,8 +208,8 @@ func (s *Session) shutdown() {
 	cur := s.snap.Load()
 	s.transition(Closed, CauseClosed, cur.sid, 0, cur.server, time.Now())
 	s.mu.Lock()
-	for sub := range s.subs {
-		sub.finish()
+	for q := range s.subs {
+		q.Close()
 	}
 	s.subs = nil
 	s.mu.Unlock()
@@ -273,8 +247,9 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	for _, fn := range s.listeners {
 		listeners = append(listeners, fn)
 	}
-	for sub := range s.subs {
-		sub.push(tr)
+	s.last = tr
+	for q := range s.subs {
+		q.Push(tr)
 	}
 	s.mu.Unlock()
 	for _, fn := range listeners {

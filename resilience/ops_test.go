@@ -192,6 +192,16 @@ func TestSlowSubscriberGetsEveryTransitionInOrder(t *testing.T) {
 	if len(want) != 2*flaps {
 		t.Fatalf("%d transitions recorded, want %d: %v", len(want), 2*flaps, want)
 	}
+	// First the state at Subscribe: Connected, as a current-state value.
+	select {
+	case first := <-sub:
+		if first.From != Connected || first.To != Connected || first.Cause != CauseCurrent ||
+			first.SessionID == 0 || first.SessionID != want[0].SessionID || first.Server == "" {
+			t.Fatalf("first value %+v, want the current state (Connected, cause current, session 0x%x)", first, want[0].SessionID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscriber got no current state")
+	}
 	var got []Transition
 	for len(got) < len(want) {
 		select {
@@ -349,8 +359,12 @@ func TestBadInput(t *testing.T) {
 	if err := s.Delete(context.Background(), base, -1); !errors.Is(err, ErrClosed) {
 		t.Errorf("Delete after Close: %v, want ErrClosed", err)
 	}
-	if _, ok := <-s.Subscribe(ctx); ok {
-		t.Error("Subscribe after Close delivered a transition")
+	var after []Transition
+	for tr := range s.Subscribe(ctx) { // closed right after the current state
+		after = append(after, tr)
+	}
+	if len(after) != 1 || after[0].From != Closed || after[0].To != Closed || after[0].Cause != CauseCurrent {
+		t.Errorf("Subscribe after Close delivered %v, want only the current state Closed", after)
 	}
 	if s.State() != Closed {
 		t.Errorf("state %v after Close", s.State())

@@ -11,6 +11,8 @@ import (
 	"github.com/go-zookeeper/zk"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zkrecipes/zkrecipes/internal/feed"
 )
 
 // Session owns one ZooKeeper session at a time (a *zk.Conn underneath) and
@@ -22,7 +24,7 @@ type Session struct {
 	log     *slog.Logger
 	tel     *telemetry
 
-	inbox       inbox
+	inbox       *feed.Queue[item] // session events for the machine; never blocks zk's callback
 	closeOnce   sync.Once
 	closing     chan struct{}
 	machineDone chan struct{}
@@ -35,13 +37,14 @@ type Session struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu        sync.Mutex // guards subs, listeners, nodeListeners, steps
-	subs      map[*subscriber]struct{}
+	mu        sync.Mutex // guards last, subs, listeners, nodeListeners, steps
+	last      Transition // the latest published transition (To is the state now)
+	subs      map[*feed.Queue[Transition]]struct{}
 	listeners map[uint64]func(Transition)
 
 	nodeListeners    map[uint64]func(zk.Event)
 	hasNodeListeners atomic.Bool
-	nodeInbox        inbox
+	nodeInbox        *feed.Queue[item]
 	nodeDone         chan struct{}
 	steps            map[uint64]*rebuildStep
 	nextID           uint64
@@ -108,16 +111,17 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 		tel:         tel,
 		closing:     make(chan struct{}),
 		machineDone: make(chan struct{}),
-		subs:        make(map[*subscriber]struct{}),
+		subs:        make(map[*feed.Queue[Transition]]struct{}),
+		inbox:       feed.New[item](),
 		listeners:   make(map[uint64]func(Transition)),
 		steps:       make(map[uint64]*rebuildStep),
 		work:        make(chan func()),
 
 		nodeListeners: make(map[uint64]func(zk.Event)),
+		nodeInbox:     feed.New[item](),
 		nodeDone:      make(chan struct{}),
 	}
-	s.inbox.signal = make(chan struct{}, 1)
-	s.nodeInbox.signal = make(chan struct{}, 1)
+	s.last = Transition{From: Connecting, To: Connecting, Time: time.Now(), Timeout: cfg.sessionTimeout}
 	first := &snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})}
 	close(first.published) // nothing to tell listeners about
 	s.snap.Store(first)
@@ -301,13 +305,13 @@ func (s *Session) dial() error {
 		zk.WithEventCallback(func(ev zk.Event) {
 			if ev.Type != zk.EventSession {
 				if s.hasNodeListeners.Load() {
-					s.nodeInbox.push(item{gen: g, ev: ev})
+					s.nodeInbox.Push(item{gen: g, ev: ev})
 				}
 				return
 			}
 			// The callback runs on the connection's goroutine right after
 			// the handshake, so the sniffed session id belongs to this event.
-			s.inbox.push(item{gen: g, ev: ev, sid: g.info.sessionID.Load(), at: time.Now()})
+			s.inbox.Push(item{gen: g, ev: ev, sid: g.info.sessionID.Load(), at: time.Now()})
 		}),
 		zk.WithLogger(zkLogger{s.log}),
 		zk.WithLogInfo(false),
@@ -351,7 +355,7 @@ func (s *Session) authenticate(g *generation) {
 			}
 		}
 	}
-	s.inbox.push(item{gen: g, authDone: true, at: time.Now()})
+	s.inbox.Push(item{gen: g, authDone: true, at: time.Now()})
 }
 
 // retire closes a generation's conn in the background. If that conn holds a

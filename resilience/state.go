@@ -68,9 +68,12 @@ const (
 	// send, or a server cut off from its leader. The session cuts the
 	// connection and tries the next server.
 	CauseUnresponsive
+	// CauseCurrent marks the first value a Subscribe channel delivers: not
+	// a change but the state the session is in (From == To).
+	CauseCurrent
 )
 
-var causeNames = [...]string{"", "session_established", "connection_lost", "session_resumed", "expired", "presumed_expired", "closed", "unresponsive"}
+var causeNames = [...]string{"", "session_established", "connection_lost", "session_resumed", "expired", "presumed_expired", "closed", "unresponsive", "current"}
 
 // String returns a short snake_case name, suitable for attributes.
 func (c Cause) String() string {

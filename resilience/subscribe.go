@@ -4,53 +4,49 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/internal/feed"
 )
 
-// Subscribe returns a channel that receives every Transition from now on, in
-// order and without loss: transitions queue up for a slow reader (the
-// session never blocks on it). The channel is closed after the transition to
-// Closed has been received, or when ctx ends. A subscriber must read until
+// Subscribe returns a new channel that first receives the current state
+// and then every later Transition, in order and without loss: transitions
+// queue up for a slow reader (the session never blocks on it).
+//
+// The first value describes the state now, not a change: From and To are
+// both the current state, Cause is CauseCurrent, SessionID (and
+// OldSessionID) the current session id (while Suspended, the session that
+// may still be alive), Server the current server, and Time when that state
+// was entered. Every later value is a real transition, the same one
+// listeners see. A subscriber that starts after Connect therefore sees
+// Connected first.
+//
+// The channel is closed after the transition to Closed has been received,
+// or when ctx ends. Subscribing to a closed Session yields the current
+// state (Closed) and then the closed channel. A subscriber must read until
 // the channel closes or cancel ctx, or its goroutine outlives the Session.
 func (s *Session) Subscribe(ctx context.Context) <-chan Transition {
 	out := make(chan Transition)
-	sub := &subscriber{signal: make(chan struct{}, 1)}
+	q := feed.New[Transition]()
 	s.mu.Lock()
+	cur := s.last
+	cur.From, cur.Cause, cur.OldSessionID = cur.To, CauseCurrent, cur.SessionID
+	q.Push(cur)
 	if s.subs == nil { // closed
 		s.mu.Unlock()
-		close(out)
+		q.Close()
+		go feed.Pump(ctx, q, out)
 		return out
 	}
-	s.subs[sub] = struct{}{}
+	s.subs[q] = struct{}{}
 	s.mu.Unlock()
 	go func() {
-		defer close(out)
-		defer func() {
-			s.mu.Lock()
-			delete(s.subs, sub) // no-op after shutdown (nil map)
-			s.mu.Unlock()
-		}()
-		for {
-			tr, ok, more := sub.next()
-			if !ok {
-				if !more {
-					return
-				}
-				select {
-				case <-sub.signal:
-					continue
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case out <- tr:
-			case <-ctx.Done():
-				return
-			}
-		}
+		feed.Pump(ctx, q, out)
+		s.mu.Lock()
+		delete(s.subs, q) // no-op after shutdown (nil map)
+		s.mu.Unlock()
+		q.Close()
 	}()
 	return out
 }
@@ -74,48 +70,6 @@ func (s *Session) AddListener(fn func(Transition)) (remove func()) {
 		delete(s.listeners, id)
 		s.mu.Unlock()
 	}
-}
-
-type subscriber struct {
-	mu     sync.Mutex
-	queue  []Transition
-	done   bool
-	signal chan struct{}
-}
-
-func (b *subscriber) push(t Transition) {
-	b.mu.Lock()
-	b.queue = append(b.queue, t)
-	b.mu.Unlock()
-	b.wake()
-}
-
-func (b *subscriber) finish() {
-	b.mu.Lock()
-	b.done = true
-	b.mu.Unlock()
-	b.wake()
-}
-
-func (b *subscriber) wake() {
-	select {
-	case b.signal <- struct{}{}:
-	default:
-	}
-}
-
-// next pops the oldest transition; more is false once the queue is drained
-// and finished.
-func (b *subscriber) next() (t Transition, ok, more bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.queue) == 0 {
-		return t, false, !b.done
-	}
-	t = b.queue[0]
-	b.queue[0] = Transition{}
-	b.queue = b.queue[1:]
-	return t, true, true
 }
 
 func sessionHex(id int64) string { return fmt.Sprintf("0x%x", id) }
@@ -156,11 +110,12 @@ func (s *Session) dispatchNodeEvents() {
 	defer close(s.nodeDone)
 	for {
 		select {
-		case <-s.nodeInbox.signal:
+		case <-s.nodeInbox.Ready():
 		case <-s.closing:
 			return
 		}
-		for _, it := range s.nodeInbox.drain() {
+		items, _ := s.nodeInbox.Drain()
+		for _, it := range items {
 			select {
 			case <-it.gen.retired:
 				continue // an abandoned connection's news
