@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -158,8 +159,15 @@ func (su *suite) readCounter(s *resilience.Session, v *int32) error {
 	if err != nil {
 		return err
 	}
-	*v, err = recipes.DecodeCount(data)
-	return err
+	switch len(data) { // Curator's SharedCount format: a 4-byte big-endian integer
+	case 0:
+		*v = 0
+	case 4:
+		*v = int32(binary.BigEndian.Uint32(data))
+	default:
+		return fmt.Errorf("counter node holds %d bytes, not 4", len(data))
+	}
+	return nil
 }
 
 // checkCounter reads the final value (the adders have stopped) and checks

@@ -33,7 +33,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -41,25 +41,14 @@ import (
 var (
 	// ErrTermLost means leadership ended without Resign: the session was
 	// suspended (LoseOnSuspend) or lost, or the candidate node is gone.
-	ErrTermLost = recipes.ErrLost
+	ErrTermLost = errors.New("election: term lost")
 	// ErrResigned is the cause of a resigned term's context, and the error
 	// of a second Resign.
-	ErrResigned = recipes.ErrReleased
+	ErrResigned = errors.New("election: resigned")
 	// ErrNoLeader is returned by Leader when there are no candidates.
 	ErrNoLeader = errors.New("election: no leader")
 	// ErrInvalidArgument is returned for a nil session or an empty id.
 	ErrInvalidArgument = errors.New("election: invalid argument")
-)
-
-// LossPolicy says when a term counts as lost.
-type LossPolicy = recipes.LossPolicy
-
-const (
-	// LoseOnSuspend ends a term when the session is suspended (default).
-	LoseOnSuspend = recipes.LoseOnSuspend
-	// LoseOnSessionLoss ends a term only when the session is lost or the
-	// candidate node is found gone after a reconnect.
-	LoseOnSessionLoss = recipes.LoseOnSessionLoss
 )
 
 // markerLatch is Curator LeaderLatch's node name.
@@ -69,13 +58,13 @@ const markerLatch = "latch-"
 type Option func(*options)
 
 type options struct {
-	policy LossPolicy
+	policy resilience.LossPolicy
 	tp     trace.TracerProvider
 	mp     metric.MeterProvider
 }
 
 // WithLossPolicy sets when terms count as lost (default LoseOnSuspend).
-func WithLossPolicy(p LossPolicy) Option { return func(o *options) { o.policy = p } }
+func WithLossPolicy(p resilience.LossPolicy) Option { return func(o *options) { o.policy = p } }
 
 // WithTracerProvider sets the tracer provider (default: the session's).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
@@ -91,7 +80,7 @@ type Election struct {
 	path string
 	id   string
 	opts options
-	q    recipes.Queue
+	q    queue.Queue
 	tel  *telemetry
 }
 
@@ -120,7 +109,7 @@ func New(s *resilience.Session, electionPath, id string, opts ...Option) (*Elect
 	}
 	return &Election{
 		s: s, path: electionPath, id: id, opts: o, tel: tel,
-		q: recipes.Queue{Parent: electionPath, Name: markerLatch, Markers: []string{markerLatch}, Data: []byte(id)},
+		q: queue.Queue{Parent: electionPath, Name: markerLatch, Markers: []string{markerLatch}, Data: []byte(id)},
 	}, nil
 }
 
@@ -144,16 +133,16 @@ func (e *Election) Campaign(ctx context.Context) (*Term, error) {
 			ok, st, err := e.s.Exists(ctx, entry.Path)
 			switch {
 			case err != nil:
-				_ = recipes.Leave(e.s, entry)
+				_ = queue.Leave(e.s, entry)
 				if errors.Is(err, resilience.ErrSessionLost) {
 					continue
 				}
 				return nil, err
 			case !ok || st.EphemeralOwner != entry.SessionID || e.s.SessionID() != entry.SessionID:
-				_ = recipes.Leave(e.s, entry)
+				_ = queue.Leave(e.s, entry)
 				continue
 			}
-			return e.newTerm(entry, st.Czxid), nil
+			return e.newTerm(ctx, entry, st.Czxid)
 		}
 	})
 }
@@ -228,7 +217,7 @@ func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 		return nil, err
 	}
 	var out []Participant
-	for i, c := range recipes.Contenders(names, markerLatch) {
+	for i, c := range queue.Contenders(names, markerLatch) {
 		data, _, err := e.s.Get(ctx, path.Join(e.path, c.Name))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // left meanwhile
@@ -255,7 +244,7 @@ func (e *Election) Leader(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		cs := recipes.Contenders(names, markerLatch)
+		cs := queue.Contenders(names, markerLatch)
 		if len(cs) == 0 {
 			return "", ErrNoLeader
 		}
@@ -304,7 +293,7 @@ func (e *Election) Observe(ctx context.Context) <-chan LeaderChange {
 				continue
 			}
 			change := LeaderChange{At: time.Now()}
-			if cs := recipes.Contenders(names, markerLatch); len(cs) > 0 {
+			if cs := queue.Contenders(names, markerLatch); len(cs) > 0 {
 				data, _, err := e.s.Get(ctx, path.Join(e.path, cs[0].Name))
 				if errors.Is(err, zk.ErrNoNode) {
 					continue

@@ -195,7 +195,7 @@ func TestFailoverAfterExpiry(t *testing.T) {
 // session timeout, its server stopped past the timeout and restarted, quorum
 // loss), each term ends before any later one begins, under both policies.
 func TestNoTwoLeaders(t *testing.T) {
-	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, pol := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		t.Run(pol.String(), func(t *testing.T) {
 			needZK(t)
 			restore(t)
@@ -204,7 +204,7 @@ func TestNoTwoLeaders(t *testing.T) {
 	}
 }
 
-func noTwoLeaders(t *testing.T, pol LossPolicy) {
+func noTwoLeaders(t *testing.T, pol resilience.LossPolicy) {
 	p := electionPath()
 	timeout := 1500 * time.Millisecond
 	var chk testkit.Checker
@@ -302,7 +302,7 @@ func noTwoLeaders(t *testing.T, pol LossPolicy) {
 		before := terms()
 		t.Logf("%s: leader %s", f.name, l.id)
 		f.do(l)
-		if pol == LoseOnSuspend || f.name != "quorum loss" {
+		if pol == resilience.LoseOnSuspend || f.name != "quorum loss" {
 			waitTerms(before + 1) // the faulted leader's term ended
 		}
 		leader() // someone leads again

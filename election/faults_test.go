@@ -138,7 +138,7 @@ func TestFaultMatrix(t *testing.T) {
 		pA, pB, pC, pD, pE := base+"/suspend", base+"/sessionloss", base+"/waiter", base+"/run", base+"/observe"
 		c := testkit.NewClient(t, ens, resilience.WithSessionTimeout(faultTimeout))
 		o1, o2, obs := connect(t, ens.Addrs()), connect(t, ens.Addrs()), connect(t, ens.Addrs())
-		robust := WithLossPolicy(LoseOnSessionLoss) // the unfaulted counterparts'
+		robust := WithLossPolicy(resilience.LoseOnSessionLoss) // the unfaulted counterparts'
 		mk := func(s *resilience.Session, p, id string, opts ...Option) *Election {
 			t.Helper()
 			e, err := New(s, p, id, opts...)
@@ -169,11 +169,11 @@ func TestFaultMatrix(t *testing.T) {
 
 		// A: c leads under LoseOnSuspend, o1 waits.
 		var xA, xB, xC, xD exclusive
-		eA := mk(c.S, pA, "c", WithLossPolicy(LoseOnSuspend))
+		eA := mk(c.S, pA, "c", WithLossPolicy(resilience.LoseOnSuspend))
 		tA := wait(t, campaign(ctx, eA, &xA), 20*time.Second, "A: c")
 		wA := campaign(ctx, mk(o1, pA, "o1", robust), &xA)
 		// B: c leads under LoseOnSessionLoss, o1 waits.
-		eB := mk(c.S, pB, "c", WithLossPolicy(LoseOnSessionLoss))
+		eB := mk(c.S, pB, "c", WithLossPolicy(resilience.LoseOnSessionLoss))
 		tB := wait(t, campaign(ctx, eB, &xB), 20*time.Second, "B: c")
 		wB := campaign(ctx, mk(o1, pB, "o1", robust), &xB)
 		// C: o2 leads, c waits.
@@ -395,7 +395,7 @@ func TestFaultMatrix(t *testing.T) {
 				if name == "B" && f.Name == "expire" {
 					// Documented: under LoseOnSessionLoss a holder hears of
 					// a forced expiry only when its client does.
-					t.Logf("B: %s: overlap on a forced expiry (documented gap of LoseOnSessionLoss): %v", f.Name, v)
+					t.Logf("B: %s: overlap on a forced expiry (documented gap of resilience.LoseOnSessionLoss): %v", f.Name, v)
 					continue
 				}
 				t.Errorf("%s: two leaders: %v", name, v)

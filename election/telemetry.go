@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/otelx"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -29,7 +29,7 @@ type telemetry struct {
 }
 
 func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
-	tracer, m := recipes.Instrumentation(s, o.tp, o.mp, ScopeName)
+	tracer, m := otelx.Instrumentation(s, o.tp, o.mp, ScopeName)
 	t := &telemetry{tracer: tracer}
 	var err error
 	if t.campaign, err = m.Float64Histogram("zkrecipes.election.campaign.duration",
@@ -74,16 +74,16 @@ func (t *telemetry) campaignSpan(ctx context.Context, path, id string, fn func(c
 }
 
 // termStarted opens the term's span and returns what to call when it ends.
-func (t *telemetry) termStarted(path, id, node string, token int64) func(lost bool, cause error, length time.Duration) {
+func (t *telemetry) termStarted(parent context.Context, path, id, node string, token int64) (context.Context, func(lost bool, cause error, length time.Duration)) {
 	ctx := context.Background()
-	_, span := t.tracer.Start(ctx, "zkrecipes.election.term", trace.WithAttributes(
+	spanCtx, span := t.tracer.Start(parent, "zkrecipes.election.term", trace.WithAttributes(
 		attribute.String("zkrecipes.election.path", path),
 		attribute.String("zkrecipes.election.id", id),
 		attribute.String("zkrecipes.election.node", node),
 		attribute.Int64("zkrecipes.election.token", token),
 	))
 	t.terms.Add(ctx, 1, metric.WithAttributes(attribute.String("zkrecipes.event", "elected")))
-	return func(lost bool, cause error, length time.Duration) {
+	return spanCtx, func(lost bool, cause error, length time.Duration) {
 		outcome := "resigned"
 		if lost {
 			outcome = "lost"

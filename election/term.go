@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/hold"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 )
 
 // Term is one stretch of leadership. Its Context is cancelled when the term
@@ -14,17 +14,24 @@ import (
 // ErrTermLost). A Term needs no goroutine of its own while it lasts.
 type Term struct {
 	e     *Election
-	h     *recipes.Hold
+	h     *hold.Hold
 	start time.Time
 }
 
-func (e *Election) newTerm(entry recipes.Entry, czxid int64) *Term {
+func (e *Election) newTerm(ctx context.Context, entry queue.Entry, czxid int64) (*Term, error) {
 	t := &Term{e: e, start: time.Now()}
-	end := e.tel.termStarted(e.path, e.id, entry.Name, czxid)
-	t.h = recipes.NewHold(e.s, entry, e.opts.policy, czxid, func(lost bool, cause error) {
-		end(lost, cause, time.Since(t.start))
+	ctx, end := e.tel.termStarted(ctx, e.path, e.id, entry.Name, czxid)
+	h, err := hold.New(e.s, entry, hold.Config{
+		Policy: e.opts.policy, Token: czxid, Lost: ErrTermLost, Released: ErrResigned, Parent: ctx,
+		OnEnd: func(lost bool, cause error) { end(lost, cause, time.Since(t.start)) },
 	})
-	return t
+	if err != nil {
+		end(true, err, 0)
+		_ = queue.Leave(e.s, entry)
+		return nil, err
+	}
+	t.h = h
+	return t, nil
 }
 
 // Context returns a context cancelled when the term ends; context.Cause

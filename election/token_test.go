@@ -28,7 +28,7 @@ func czxidOf(t *testing.T, obs *resilience.Session, p string) int64 {
 func TestTermTokenIsTheNodesCzxidAndOutlivesTheTerm(t *testing.T) {
 	needZK(t)
 	restore(t)
-	for _, policy := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, policy := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		t.Run(policy.String(), func(t *testing.T) {
 			s := connect(t, ens.Addrs())
 			obs := connect(t, ens.Addrs())

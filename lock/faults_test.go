@@ -207,8 +207,8 @@ type bound struct {
 // unfaulted client.
 type cell struct {
 	name   string
-	holds  bool       // c holds (else c waits)
-	policy LossPolicy // of c's holding
+	holds  bool                  // c holds (else c waits)
+	policy resilience.LossPolicy // of c's holding
 	bounds []bound
 	mine   *contender
 	// For a holder cell, the counterparts queued behind c's holding; for a
@@ -263,10 +263,10 @@ func newBound(name string, max int) bound { return bound{name: name, chk: &check
 // behind it) and waits on one a counterpart holds.
 func (fx *fixture) mutexCells(t *testing.T) []*cell {
 	var cells []*cell
-	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, pol := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		p := path.Join(fx.base, "mutex-"+pol.String())
 		mc, _ := NewMutex(fx.c.S, p, WithLossPolicy(pol))
-		mo, _ := NewMutex(fx.o, p, WithLossPolicy(LoseOnSessionLoss))
+		mo, _ := NewMutex(fx.o, p, WithLossPolicy(resilience.LoseOnSessionLoss))
 		b := newBound(p, 1)
 		cl := &cell{name: "Mutex holder (" + pol.String() + ")", holds: true, policy: pol, bounds: []bound{b},
 			nodes: func(lost bool) map[string]int { return map[string]int{p: keptCount(lost)} },
@@ -279,8 +279,8 @@ func (fx *fixture) mutexCells(t *testing.T) []*cell {
 	}
 	p := path.Join(fx.base, "mutex-waiter")
 	mc, _ := NewMutex(fx.c.S, p)
-	mo, _ := NewMutex(fx.o, p, WithLossPolicy(LoseOnSessionLoss))
-	cl := &cell{name: "Mutex waiter", policy: LoseOnSuspend, bounds: []bound{newBound(p, 1)},
+	mo, _ := NewMutex(fx.o, p, WithLossPolicy(resilience.LoseOnSessionLoss))
+	cl := &cell{name: "Mutex waiter", policy: resilience.LoseOnSuspend, bounds: []bound{newBound(p, 1)},
 		nodes: func(bool) map[string]int { return map[string]int{p: 1} },
 		again: func(ctx context.Context) (holding, error) { return leaseOf(mc.Lock(ctx)) }}
 	ho := contend(fx.ctx, "o", cl.chks(), func(ctx context.Context) (holding, error) { return leaseOf(mo.Lock(ctx)) })
@@ -306,20 +306,20 @@ func (fx *fixture) rwCells(t *testing.T) []*cell {
 		name       string
 		cHolds     bool
 		cRead      bool // c's acquisition is a read lease (else write)
-		policy     LossPolicy
+		policy     resilience.LossPolicy
 		oppositeRd bool // the counterpart's acquisition is a read lease
 	}
 	var cells []*cell
 	for i, r := range []rw{
-		{"RWMutex reader holder", true, true, LoseOnSuspend, false},
-		{"RWMutex writer holder (lose_on_suspend)", true, false, LoseOnSuspend, true},
-		{"RWMutex writer holder (lose_on_session_loss)", true, false, LoseOnSessionLoss, true},
-		{"RWMutex reader waiter", false, true, LoseOnSuspend, false},
-		{"RWMutex writer waiter", false, false, LoseOnSuspend, true},
+		{"RWMutex reader holder", true, true, resilience.LoseOnSuspend, false},
+		{"RWMutex writer holder (lose_on_suspend)", true, false, resilience.LoseOnSuspend, true},
+		{"RWMutex writer holder (lose_on_session_loss)", true, false, resilience.LoseOnSessionLoss, true},
+		{"RWMutex reader waiter", false, true, resilience.LoseOnSuspend, false},
+		{"RWMutex writer waiter", false, false, resilience.LoseOnSuspend, true},
 	} {
 		p := path.Join(fx.base, fmt.Sprintf("rw%d", i))
 		rc, _ := NewRWMutex(fx.c.S, p, WithLossPolicy(r.policy))
-		ro, _ := NewRWMutex(fx.o, p, WithLossPolicy(LoseOnSessionLoss))
+		ro, _ := NewRWMutex(fx.o, p, WithLossPolicy(resilience.LoseOnSessionLoss))
 		mine := func(ctx context.Context) (holding, error) {
 			if r.cRead {
 				return leaseOf(rc.RLock(ctx))
@@ -357,11 +357,11 @@ func (fx *fixture) rwCells(t *testing.T) []*cell {
 func (fx *fixture) semCells(t *testing.T) []*cell {
 	const n = 2
 	var cells []*cell
-	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, pol := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		p := path.Join(fx.base, "sem-"+pol.String())
 		leases, locks := p+"/leases", p+"/locks"
 		sc, _ := NewSemaphore(fx.c.S, p, n, WithLossPolicy(pol))
-		so, _ := NewSemaphore(fx.o, p, n, WithLossPolicy(LoseOnSessionLoss))
+		so, _ := NewSemaphore(fx.o, p, n, WithLossPolicy(resilience.LoseOnSessionLoss))
 		cl := &cell{name: "Semaphore holder N=2 (" + pol.String() + ")", holds: true, policy: pol, bounds: []bound{newBound(p, n)},
 			nodes: func(lost bool) map[string]int { return map[string]int{leases: keptCount(lost), locks: 0} },
 			again: func(ctx context.Context) (holding, error) { return leaseOf(sc.Acquire(ctx)) }}
@@ -378,8 +378,8 @@ func (fx *fixture) semCells(t *testing.T) []*cell {
 	p := path.Join(fx.base, "sem-waiter")
 	leases, locks := p+"/leases", p+"/locks"
 	sc, _ := NewSemaphore(fx.c.S, p, n)
-	so, _ := NewSemaphore(fx.o, p, n, WithLossPolicy(LoseOnSessionLoss))
-	cl := &cell{name: "Semaphore waiter N=2", policy: LoseOnSuspend, bounds: []bound{newBound(p, n)},
+	so, _ := NewSemaphore(fx.o, p, n, WithLossPolicy(resilience.LoseOnSessionLoss))
+	cl := &cell{name: "Semaphore waiter N=2", policy: resilience.LoseOnSuspend, bounds: []bound{newBound(p, n)},
 		// Waiting, c holds the guard (locks) and has a lease node.
 		nodes: func(bool) map[string]int { return map[string]int{leases: 1, locks: 1} },
 		again: func(ctx context.Context) (holding, error) { return leaseOf(sc.Acquire(ctx)) }}
@@ -400,15 +400,15 @@ func (fx *fixture) semCells(t *testing.T) []*cell {
 func (fx *fixture) multiCells(t *testing.T) []*cell {
 	pa, pb := path.Join(fx.base, "multi-a"), path.Join(fx.base, "multi-b")
 	ac, _ := NewMutex(fx.c.S, pa)
-	bo, _ := NewMutex(fx.o, pb, WithLossPolicy(LoseOnSessionLoss))
+	bo, _ := NewMutex(fx.o, pb, WithLossPolicy(resilience.LoseOnSessionLoss))
 	ml, err := NewMultiLock(bo, ac)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ao, _ := NewMutex(fx.o, pa, WithLossPolicy(LoseOnSessionLoss))
+	ao, _ := NewMutex(fx.o, pa, WithLossPolicy(resilience.LoseOnSessionLoss))
 	ba, bb := newBound(pa, 1), newBound(pb, 1)
 	lockML := func(ctx context.Context) (holding, error) { return multiOf(ml.Lock(ctx)) }
-	holder := &cell{name: "MultiLock holder", holds: true, policy: LoseOnSuspend, bounds: []bound{ba, bb},
+	holder := &cell{name: "MultiLock holder", holds: true, policy: resilience.LoseOnSuspend, bounds: []bound{ba, bb},
 		nodes: func(lost bool) map[string]int { return map[string]int{pa: keptCount(lost), pb: 0} },
 		again: lockML}
 	holder.mine = contend(fx.ctx, "c", holder.chks(), lockML)
@@ -422,11 +422,11 @@ func (fx *fixture) multiCells(t *testing.T) []*cell {
 	pc, pd := path.Join(fx.base, "multi-c"), path.Join(fx.base, "multi-d")
 	cc, _ := NewMutex(fx.c.S, pc)
 	dc, _ := NewMutex(fx.c.S, pd)
-	do, _ := NewMutex(fx.o, pd, WithLossPolicy(LoseOnSessionLoss))
+	do, _ := NewMutex(fx.o, pd, WithLossPolicy(resilience.LoseOnSessionLoss))
 	ml2, _ := NewMultiLock(cc, dc)
 	bc, bd := newBound(pc, 1), newBound(pd, 1)
 	lockML2 := func(ctx context.Context) (holding, error) { return multiOf(ml2.Lock(ctx)) }
-	waiter := &cell{name: "MultiLock waiter", policy: LoseOnSuspend, bounds: []bound{bc, bd}, deadOnLoss: !multiLockRetakesLostLeases,
+	waiter := &cell{name: "MultiLock waiter", policy: resilience.LoseOnSuspend, bounds: []bound{bc, bd}, deadOnLoss: !multiLockRetakesLostLeases,
 		nodes: func(lost bool) map[string]int {
 			if multiLockRetakesLostLeases {
 				lost = false // it takes the lost lock again, then waits for d
@@ -517,7 +517,7 @@ func TestFaultMatrix(t *testing.T) {
 
 		lostAt := make([]bool, len(cells))
 		for i, cl := range cells {
-			lost := !kept || (cl.policy == LoseOnSuspend && disturbed) || (cl.holds && longSuspension)
+			lost := !kept || (cl.policy == resilience.LoseOnSuspend && disturbed) || (cl.holds && longSuspension)
 			lostAt[i] = lost
 			if cl.holds {
 				checkHolderAfterFault(t, fx, f, cl, lost, sid)
@@ -549,7 +549,7 @@ func checkHolderAfterFault(t *testing.T, fx *fixture, f testkit.Fault, cl *cell,
 	if !lost {
 		if isClosed(mine.ended) {
 			t.Errorf("%s: holding ended (%v) though %s kept the session%s", cl.name, context.Cause(mine.h.Context()), f.Name,
-				map[bool]string{true: " and did not suspend", false: ""}[cl.policy == LoseOnSuspend])
+				map[bool]string{true: " and did not suspend", false: ""}[cl.policy == resilience.LoseOnSuspend])
 			return
 		}
 		if !testkit.OwnedBy(t, fx.obs, nodeOf(mine.h), sid) {
@@ -577,8 +577,8 @@ func checkHolderAfterFault(t *testing.T, fx *fixture, f testkit.Fault, cl *cell,
 		// is the documented exception: the client hears of it only after
 		// the ensemble deleted its nodes.
 		if o.start.Before(mine.end) {
-			if f.Name == "expire" && cl.policy == LoseOnSessionLoss {
-				t.Logf("%s: %s took over %v before c heard of the forced expiry (documented for LoseOnSessionLoss)", cl.name, o.who, mine.end.Sub(o.start))
+			if f.Name == "expire" && cl.policy == resilience.LoseOnSessionLoss {
+				t.Logf("%s: %s took over %v before c heard of the forced expiry (documented for resilience.LoseOnSessionLoss)", cl.name, o.who, mine.end.Sub(o.start))
 				cl.documentedOverlaps++
 				continue
 			}
@@ -658,7 +658,7 @@ func finish(t *testing.T, fx *fixture, cl *cell, lost bool) {
 	for _, b := range cl.bounds {
 		v := b.chk.Violations(b.max)
 		if len(v) > 0 && len(v) <= cl.documentedOverlaps {
-			t.Logf("%s: the documented overlap of a forced expiry under LoseOnSessionLoss: %v", cl.name, v)
+			t.Logf("%s: the documented overlap of a forced expiry under resilience.LoseOnSessionLoss: %v", cl.name, v)
 			continue
 		}
 		if len(v) > 0 {

@@ -5,7 +5,8 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/hold"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -14,17 +15,25 @@ import (
 // wrapping ErrLeaseLost). A Lease needs no goroutine of its own while held:
 // session transitions reach it through a listener.
 type Lease struct {
-	h *recipes.Hold
+	h *hold.Hold
 }
 
-func newLease(s *resilience.Session, e recipes.Entry, policy LossPolicy, tel *telemetry, kind string, token int64) *Lease {
+func newLease(ctx context.Context, s *resilience.Session, e queue.Entry, policy resilience.LossPolicy, tel *telemetry, kind string, token int64) (*Lease, error) {
+	h, err := hold.New(s, e, hold.Config{
+		Policy: policy, Token: token, Lost: ErrLeaseLost, Released: ErrReleased, Parent: ctx,
+		OnEnd: func(lost bool, cause error) {
+			tel.held.Add(context.Background(), -1, tel.kindAttr(kind))
+			if lost {
+				tel.lost(kind, cause)
+			}
+		},
+	})
+	if err != nil {
+		_ = queue.Leave(s, e)
+		return nil, err
+	}
 	tel.held.Add(context.Background(), 1, tel.kindAttr(kind))
-	return &Lease{h: recipes.NewHold(s, e, policy, token, func(lost bool, cause error) {
-		tel.held.Add(context.Background(), -1, tel.kindAttr(kind))
-		if lost {
-			tel.lost(kind, cause)
-		}
-	})}
+	return &Lease{h: h}, nil
 }
 
 // Context returns a context that is cancelled when the lease ends; its

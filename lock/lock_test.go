@@ -191,7 +191,7 @@ func TestCancellationLeavesNoOrphans(t *testing.T) {
 // Expiry while holding: the holder's context is cancelled before another
 // session's lease starts (one clock), under both policies.
 func TestHolderStepsDownBeforeNextHolder(t *testing.T) {
-	for _, pol := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, pol := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		t.Run(pol.String(), func(t *testing.T) {
 			needZK(t)
 			restore(t)
@@ -289,7 +289,7 @@ func TestSuspendLossRemovesNodeOnReconnect(t *testing.T) {
 	select {
 	case <-l.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("lease survived a suspension under LoseOnSuspend")
+		t.Fatal("lease survived a suspension under resilience.LoseOnSuspend")
 	}
 	if err := <-got; err != nil {
 		t.Fatalf("waiter: %v", err)

@@ -3,8 +3,7 @@ package lock
 import (
 	"context"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
-
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -14,7 +13,7 @@ import (
 // use; each Lock call is a separate contender (it is not reentrant).
 type Mutex struct {
 	b base
-	q recipes.Queue
+	q queue.Queue
 }
 
 // NewMutex returns a mutex at path (created as a container when first
@@ -24,7 +23,7 @@ func NewMutex(s *resilience.Session, path string, opts ...Option) (*Mutex, error
 	if err != nil {
 		return nil, err
 	}
-	return &Mutex{b: b, q: recipes.Queue{
+	return &Mutex{b: b, q: queue.Queue{
 		Parent:  path,
 		Name:    markerLock,
 		Markers: []string{markerLock, markerKazoo},

@@ -3,8 +3,7 @@ package lock
 import (
 	"errors"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
-
+	"github.com/zkrecipes/zkrecipes/resilience"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -15,39 +14,28 @@ var (
 	ErrLocked = errors.New("lock: held by another client")
 	// ErrLeaseLost means the lease ended without Release: its session was
 	// suspended (LoseOnSuspend) or lost, or its node was found deleted.
-	ErrLeaseLost = recipes.ErrLost
+	ErrLeaseLost = errors.New("lock: lease lost")
 	// ErrReleased is returned by a second Release of the same lease, and is
 	// the cause of a released lease's context.
-	ErrReleased = recipes.ErrReleased
+	ErrReleased = errors.New("lock: lease released")
 	// ErrInvalidArgument is returned for a bad semaphore size or an empty
 	// lock list.
 	ErrInvalidArgument = errors.New("lock: invalid argument")
-)
-
-// LossPolicy says when a lease counts as lost; see the package
-// documentation.
-type LossPolicy = recipes.LossPolicy
-
-const (
-	// LoseOnSuspend cancels a lease when its session is suspended.
-	LoseOnSuspend = recipes.LoseOnSuspend
-	// LoseOnSessionLoss cancels a lease only when its session is lost (or
-	// its node is found gone after a reconnect).
-	LoseOnSessionLoss = recipes.LoseOnSessionLoss
 )
 
 // Option configures a lock.
 type Option func(*options)
 
 type options struct {
-	policy LossPolicy
+	policy resilience.LossPolicy
 	data   []byte
 	tp     trace.TracerProvider
 	mp     metric.MeterProvider
 }
 
-// WithLossPolicy sets when leases count as lost (default LoseOnSuspend).
-func WithLossPolicy(p LossPolicy) Option { return func(o *options) { o.policy = p } }
+// WithLossPolicy sets when leases count as lost (default
+// resilience.LoseOnSuspend); see resilience.LossPolicy.
+func WithLossPolicy(p resilience.LossPolicy) Option { return func(o *options) { o.policy = p } }
 
 // WithData sets the data stored in this client's lock nodes (Curator stores
 // the client's IP address there by default). Default: none.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -22,7 +22,7 @@ const (
 
 // shared is the Blocker of a reader: it holds unless a writer is ahead,
 // and then waits for the nearest one.
-func shared(cs []recipes.Contender, idx int) int {
+func shared(cs []queue.Contender, idx int) int {
 	for i := idx - 1; i >= 0; i-- {
 		if m := cs[i].Marker; m == markerWrite || m == markerKazoo {
 			return i
@@ -63,11 +63,11 @@ func newBase(s *resilience.Session, p string, opts []Option) (base, error) {
 // acquire takes a turn in q and returns it as a lease (or, without wait,
 // gives up with ErrLocked). The queue re-enters itself on a new session and
 // leaves no node behind when it fails or is cancelled.
-func (b *base) acquire(ctx context.Context, q *recipes.Queue, kind string, wait bool) (*Lease, error) {
+func (b *base) acquire(ctx context.Context, q *queue.Queue, kind string, wait bool) (*Lease, error) {
 	return b.tel.acquireSpan(ctx, kind, q.Parent, func(ctx context.Context) (*Lease, error) {
 		for {
 			e, err := q.Take(ctx, b.s, wait)
-			if errors.Is(err, recipes.ErrNotFirst) {
+			if errors.Is(err, queue.ErrNotFirst) {
 				return nil, ErrLocked
 			}
 			if err != nil {
@@ -80,7 +80,7 @@ func (b *base) acquire(ctx context.Context, q *recipes.Queue, kind string, wait 
 			if err != nil {
 				return nil, err
 			}
-			return newLease(b.s, e, b.opts.policy, b.tel, kind, token), nil
+			return newLease(ctx, b.s, e, b.opts.policy, b.tel, kind, token)
 		}
 	})
 }
@@ -95,14 +95,14 @@ var errNodeGone = errors.New("lock: node gone before its lease began")
 // this is one read per acquisition. A node that is gone or belongs to
 // another session gives errNodeGone; on any error e is left (its node
 // deleted, if still there).
-func readToken(ctx context.Context, s *resilience.Session, e recipes.Entry) (int64, error) {
+func readToken(ctx context.Context, s *resilience.Session, e queue.Entry) (int64, error) {
 	ok, st, err := s.Exists(ctx, e.Path)
 	switch {
 	case err != nil:
-		_ = recipes.Leave(s, e)
+		_ = queue.Leave(s, e)
 		return 0, err
 	case !ok || st.EphemeralOwner != e.SessionID || st.Czxid <= 0:
-		_ = recipes.Leave(s, e)
+		_ = queue.Leave(s, e)
 		return 0, fmt.Errorf("%w: %s", errNodeGone, e.Path)
 	}
 	return st.Czxid, nil

@@ -3,8 +3,7 @@ package lock
 import (
 	"context"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
-
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -14,7 +13,7 @@ import (
 // for it). Kazoo's ReadLock and WriteLock contenders are honoured.
 type RWMutex struct {
 	b           base
-	read, write recipes.Queue
+	read, write queue.Queue
 }
 
 // NewRWMutex returns a reader/writer lock at path.
@@ -26,8 +25,8 @@ func NewRWMutex(s *resilience.Session, path string, opts ...Option) (*RWMutex, e
 	all := []string{markerRead, markerWrite, markerKazooRead, markerKazoo}
 	return &RWMutex{
 		b:     b,
-		read:  recipes.Queue{Parent: path, Name: markerRead, Markers: all, Blocker: shared, Data: b.opts.data},
-		write: recipes.Queue{Parent: path, Name: markerWrite, Markers: all, Data: b.opts.data},
+		read:  queue.Queue{Parent: path, Name: markerRead, Markers: all, Blocker: shared, Data: b.opts.data},
+		write: queue.Queue{Parent: path, Name: markerWrite, Markers: all, Data: b.opts.data},
 	}, nil
 }
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -94,15 +94,15 @@ func (sem *Semaphore) take(ctx context.Context, guard *Lease, leases string, wai
 	stop := context.AfterFunc(guard.Context(), cancel)
 	defer stop()
 
-	e, names, err := recipes.Join(ctx, sem.b.s, leases, markerLease, sem.b.opts.data)
+	e, names, err := queue.Join(ctx, sem.b.s, leases, markerLease, sem.b.opts.data)
 	if err != nil {
 		return nil, guardErr(guard, err)
 	}
-	lost, unwatch := recipes.LostSignal(sem.b.s, e.SessionID)
+	lost, unwatch := queue.LostSignal(sem.b.s, e.SessionID)
 	defer unwatch()
 	for {
-		cs := recipes.Contenders(names, markerLease)
-		if recipes.Index(cs, e.Name) < 0 {
+		cs := queue.Contenders(names, markerLease)
+		if queue.Index(cs, e.Name) < 0 {
 			if sem.b.s.SessionID() != e.SessionID {
 				return nil, resilience.ErrSessionLost
 			}
@@ -116,31 +116,31 @@ func (sem *Semaphore) take(ctx context.Context, guard *Lease, leases string, wai
 			if err != nil {
 				return nil, guardErr(guard, err)
 			}
-			return newLease(sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore", token), nil
+			return newLease(ctx, sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore", token)
 		}
 		if !wait {
-			_ = recipes.Leave(sem.b.s, e)
+			_ = queue.Leave(sem.b.s, e)
 			return nil, ErrLocked
 		}
 		var ch <-chan zk.Event
 		names, _, ch, err = sem.b.s.ChildrenW(ctx, leases)
 		if err != nil {
-			_ = recipes.Leave(sem.b.s, e)
+			_ = queue.Leave(sem.b.s, e)
 			return nil, guardErr(guard, err)
 		}
-		if len(recipes.Contenders(names, markerLease)) <= sem.max {
+		if len(queue.Contenders(names, markerLease)) <= sem.max {
 			continue
 		}
 		select {
 		case <-ch:
 			if names, _, err = sem.b.s.Children(ctx, leases); err != nil {
-				_ = recipes.Leave(sem.b.s, e)
+				_ = queue.Leave(sem.b.s, e)
 				return nil, guardErr(guard, err)
 			}
 		case <-lost:
 			return nil, resilience.ErrSessionLost
 		case <-ctx.Done():
-			_ = recipes.Leave(sem.b.s, e)
+			_ = queue.Leave(sem.b.s, e)
 			return nil, guardErr(guard, ctx.Err())
 		}
 	}

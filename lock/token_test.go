@@ -164,7 +164,7 @@ func TestTokenIsTheNodesCzxid(t *testing.T) {
 func TestTokenKeptAfterExpiry(t *testing.T) {
 	needZK(t)
 	restore(t)
-	for _, policy := range []LossPolicy{LoseOnSuspend, LoseOnSessionLoss} {
+	for _, policy := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
 		t.Run(policy.String(), func(t *testing.T) {
 			a := connect(t, ens.Addrs())
 			obs := connect(t, ens.Addrs())
@@ -205,7 +205,7 @@ func TestTokenAnswersWhileSuspended(t *testing.T) {
 	c := testkit.NewClient(t, ens, resilience.WithSessionTimeout(timeout))
 	obs := connect(t, ens.Addrs())
 	ctx := ctxT(t, time.Minute)
-	m, _ := NewMutex(c.S, lockPath(t), WithLossPolicy(LoseOnSessionLoss))
+	m, _ := NewMutex(c.S, lockPath(t), WithLossPolicy(resilience.LoseOnSessionLoss))
 	l, err := m.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func TestGuardedAndReleaseVerify(t *testing.T) {
 				if _, err := b.Create(ctx, res, []byte("0"), 0, nil); err != nil {
 					t.Fatal(err)
 				}
-				mu, _ := NewMutex(a, p, WithLossPolicy(LoseOnSessionLoss))
+				mu, _ := NewMutex(a, p, WithLossPolicy(resilience.LoseOnSessionLoss))
 				l, err := mu.Lock(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -104,7 +104,7 @@ func TestGuardedAndReleaseVerify(t *testing.T) {
 					t.Errorf("resource at version %d, want %d: the guarded write ran twice or not at all", st.Version, writes)
 				}
 				if l.Err() != nil {
-					t.Errorf("LoseOnSessionLoss lease ended by a brief outage: %v", l.Err())
+					t.Errorf("resilience.LoseOnSessionLoss lease ended by a brief outage: %v", l.Err())
 				}
 			})
 			t.Run("release/"+cell, func(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/queue"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -46,7 +48,7 @@ func ensureNode(ctx context.Context, s *resilience.Session, p string, flags int3
 	for {
 		_, err := s.Create(ctx, p, nil, flags, nil)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
+			if err = znode.EnsurePath(ctx, s, path.Dir(p)); err == nil {
 				_, err = s.Create(ctx, p, nil, flags, nil)
 			}
 		}
@@ -144,7 +146,7 @@ func (d *DoubleBarrier) enter(ctx context.Context) error {
 			return ensureNode(ctx, d.s, ready, zk.FlagPersistent)
 		}
 		sid := d.s.SessionID()
-		lost, stop := LostSignal(d.s, sid)
+		lost, stop := queue.LostSignal(d.s, sid)
 		wctx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {

@@ -12,6 +12,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 )
 
@@ -31,7 +32,7 @@ func BenchmarkTreeCacheLoad10k(b *testing.B) {
 	root := testkit.Path("/treebench")
 	s := connect(b, []string{addr})
 	ctx := context.Background()
-	if err := recipes.EnsurePath(ctx, s, root); err != nil {
+	if err := znode.EnsurePath(ctx, s, root); err != nil {
 		b.Fatal(err)
 	}
 	// 100 nodes of 99 children each, plus the 100: 10,000 nodes under root.

@@ -14,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -163,7 +164,7 @@ func TestCancellationMatrix(t *testing.T) {
 	w := testkit.NewClient(t, ens)
 	ctx := ctxT(t, 5*time.Minute)
 	base := testkit.Path("/cancel")
-	if err := recipes.EnsurePath(ctx, w.S, base); err != nil {
+	if err := znode.EnsurePath(ctx, w.S, base); err != nil {
 		t.Fatal(err)
 	}
 	sub := func(name string) string { return base + "/" + strings.ReplaceAll(name, "/", "-") }

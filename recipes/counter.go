@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -39,7 +40,7 @@ func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed i
 	for {
 		_, err := s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err = EnsurePath(ctx, s, path.Dir(p)); err == nil {
+			if err = znode.EnsurePath(ctx, s, path.Dir(p)); err == nil {
 				_, err = s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
 			}
 		}
@@ -64,8 +65,8 @@ func encodeCount(v int32) []byte {
 	return b
 }
 
-// DecodeCount reads a counter node's data.
-func DecodeCount(data []byte) (int32, error) {
+// decodeCount reads a counter node's data.
+func decodeCount(data []byte) (int32, error) {
 	switch len(data) {
 	case 0:
 		return 0, nil
@@ -84,7 +85,7 @@ func (c *SharedCount) Get(ctx context.Context) (Count, error) {
 	if err != nil {
 		return Count{}, err
 	}
-	v, err := DecodeCount(data)
+	v, err := decodeCount(data)
 	if err != nil {
 		return Count{}, fmt.Errorf("%s: %w", c.path, err)
 	}
@@ -163,7 +164,7 @@ func (c *SharedCount) Watch(ctx context.Context) <-chan Count {
 				}
 				continue
 			}
-			if v, derr := DecodeCount(data); derr != nil {
+			if v, derr := decodeCount(data); derr != nil {
 				c.s.Logger().Warn("recipes: skipping malformed counter data", "path", c.path, "error", derr)
 			} else if st.Version != last.Version {
 				last = Count{Value: v, Version: st.Version}

@@ -1,11 +1,19 @@
-// Package recipes holds the building blocks that the lock, election and
-// registry packages share: joining a sequential queue with a protected
-// ephemeral node (parents created as containers, only when missing),
-// parsing and ordering the queue's children whatever client wrote them
-// (Curator, Kazoo, go-zookeeper/zk or us), and waiting for a predecessor to
-// go without a herd.
+// Package recipes holds the smaller ZooKeeper recipes, each built on a
+// resilience.Session:
 //
-// Everything here goes through a resilience.Session, so connection loss is
-// waited out and verified, and the loss of the session a queue entry belongs
-// to surfaces as an error wrapping resilience.ErrSessionLost.
+//   - NodeCache and TreeCache: a local, event-driven copy of one node or
+//     of a subtree, kept current through connection loss and rebuilt on a
+//     new session (Curator's NodeCache and CuratorCache).
+//   - Group: membership under a parent node, each member an ephemeral
+//     node re-created on a new session.
+//   - Barrier and DoubleBarrier: hold waiters back until a node goes, or
+//     until N participants have entered (Curator's DistributedBarrier and
+//     DistributedDoubleBarrier).
+//   - SharedCount: a counter shared with Curator's SharedCount format.
+//
+// Locks, semaphores and leader election live in packages lock and
+// election; service registration in package registry. Connection loss is
+// waited out and verified by the session, and the loss of the session an
+// ephemeral node belongs to surfaces as an error wrapping
+// resilience.ErrSessionLost.
 package recipes

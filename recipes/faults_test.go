@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -160,7 +161,7 @@ func TestFaultMatrix(t *testing.T) {
 		t.Cleanup(func() { cancel(); wg.Wait() }) // before the sessions close
 		sid0 := c.S.SessionID()
 		base := testkit.Path("/faults")
-		if err := recipes.EnsurePath(ctx, w.S, base); err != nil {
+		if err := znode.EnsurePath(ctx, w.S, base); err != nil {
 			t.Fatal(err)
 		}
 		var duringC, duringW []func() // c's own calls once the fault is in; w's changes

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -70,7 +71,7 @@ func (g *Group) publish(ctx context.Context) error {
 	for {
 		_, err := g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
 		if errors.Is(err, zk.ErrNoNode) {
-			if err = EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
+			if err = znode.EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
 				_, err = g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
 			}
 		}

@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkrecipes/zkrecipes/internal/hold"
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
-	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -39,13 +40,13 @@ func TestJoinBindsEntryToCreatingSession(t *testing.T) {
 		return r.Op == wirefault.OpCreateContainer && r.Path == parent
 	})
 	type result struct {
-		e     recipes.Entry
+		e     queue.Entry
 		names []string
 		err   error
 	}
 	done := make(chan result, 1)
 	go func() {
-		e, names, err := recipes.Join(ctx, a, parent, "n-", []byte("a"))
+		e, names, err := queue.Join(ctx, a, parent, "n-", []byte("a"))
 		done <- result{e, names, err}
 	}()
 	select {
@@ -97,16 +98,19 @@ func TestJoinBindsEntryToCreatingSession(t *testing.T) {
 		t.Fatalf("queue %v, want just %s", r.names, e.Name)
 	}
 
-	h := recipes.NewHold(a, e, recipes.LoseOnSessionLoss, st.Czxid, nil)
+	h, err := hold.New(a, e, hold.Config{Policy: resilience.LoseOnSessionLoss, Token: st.Czxid, Lost: errTestLost, Released: errTestReleased})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Err(); err != nil {
 		t.Errorf("a holding of the new entry started out lost (%v) while its node %s blocks the queue", err, e.Path)
 	}
 	err = h.Release(ctx)
 	switch {
 	case err == nil:
-	case errors.Is(err, recipes.ErrLost):
+	case errors.Is(err, errTestLost):
 		// Reported above; the node must still go.
-		_ = recipes.Leave(a, e)
+		_ = queue.Leave(a, e)
 	default:
 		t.Fatalf("release: %v", err)
 	}
@@ -117,3 +121,8 @@ func TestJoinBindsEntryToCreatingSession(t *testing.T) {
 		t.Fatalf("after release node %s: exists %v, %v", e.Path, ok, err)
 	}
 }
+
+var (
+	errTestLost     = errors.New("test: holding lost")
+	errTestReleased = errors.New("test: holding released")
+)

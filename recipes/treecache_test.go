@@ -15,6 +15,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
@@ -99,7 +100,7 @@ func TestTreeCacheConvergesUnderPartitionAndExpiry(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	root := testkit.Path("/treecache")
 	w := connect(t, []string{ens.Server(1).Addr(), ens.Server(2).Addr()})
-	if err := recipes.EnsurePath(ctx, w, root); err != nil {
+	if err := znode.EnsurePath(ctx, w, root); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Create(ctx, root+"/seed", []byte("0"), 0, nil); err != nil {
@@ -216,7 +217,7 @@ func TestNodeCache(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	s := connect(t, ens.Addrs())
 	p := testkit.Path("/nodecache")
-	if err := recipes.EnsurePath(ctx, s, path.Dir(p)); err != nil {
+	if err := znode.EnsurePath(ctx, s, path.Dir(p)); err != nil {
 		t.Fatal(err)
 	}
 	nc, err := recipes.NewNodeCache(ctx, s, p)

@@ -88,7 +88,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -769,7 +769,7 @@ func (g *Registration) create(ctx context.Context, inst Instance, data []byte) (
 	}
 	created, err := s.Create(ctx, p, data, flags, nil)
 	if errors.Is(err, zk.ErrNoNode) {
-		if err = recipes.EnsurePath(ctx, s, g.r.servicePath(inst.Name)); err == nil {
+		if err = znode.EnsurePath(ctx, s, g.r.servicePath(inst.Name)); err == nil {
 			created, err = s.Create(ctx, p, data, flags, nil)
 		}
 	}
@@ -783,7 +783,7 @@ func (g *Registration) createSequential(ctx context.Context, inst Instance, data
 	// prefix lets a lost reply be verified.
 	created, err := s.CreateProtected(ctx, path.Join(parent, inst.ID), data, zk.FlagEphemeralSequential, nil)
 	if errors.Is(err, zk.ErrNoNode) {
-		if err = recipes.EnsurePath(ctx, s, parent); err == nil {
+		if err = znode.EnsurePath(ctx, s, parent); err == nil {
 			created, err = s.CreateProtected(ctx, path.Join(parent, inst.ID), data, zk.FlagEphemeralSequential, nil)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zkrecipes/zkrecipes/recipes"
+	"github.com/zkrecipes/zkrecipes/internal/otelx"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -28,7 +28,7 @@ type telemetry struct {
 }
 
 func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
-	tracer, m := recipes.Instrumentation(s, o.tp, o.mp, ScopeName)
+	tracer, m := otelx.Instrumentation(s, o.tp, o.mp, ScopeName)
 	t := &telemetry{tracer: tracer}
 	var err error
 	counter := func(dst *metric.Int64Counter, name, desc, unit string) {

@@ -11,7 +11,6 @@ import (
 	"github.com/zkrecipes/zkrecipes/election"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/lock"
-	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -20,7 +19,7 @@ import (
 // or a leadership term.
 type contender struct {
 	name    string
-	acquire func(ctx context.Context, s *resilience.Session, path, id string, p recipes.LossPolicy) (*holding, error)
+	acquire func(ctx context.Context, s *resilience.Session, path, id string, p resilience.LossPolicy) (*holding, error)
 }
 
 // holding is what a test needs of a lease or a term: when it ended, as
@@ -32,7 +31,7 @@ type holding struct {
 }
 
 var contenders = []contender{
-	{"mutex", func(ctx context.Context, s *resilience.Session, path, _ string, p recipes.LossPolicy) (*holding, error) {
+	{"mutex", func(ctx context.Context, s *resilience.Session, path, _ string, p resilience.LossPolicy) (*holding, error) {
 		m, err := lock.NewMutex(s, path, lock.WithLossPolicy(p))
 		if err != nil {
 			return nil, err
@@ -43,7 +42,7 @@ var contenders = []contender{
 		}
 		return &holding{l.Done(), l.Err, l.Release}, nil
 	}},
-	{"election", func(ctx context.Context, s *resilience.Session, path, id string, p recipes.LossPolicy) (*holding, error) {
+	{"election", func(ctx context.Context, s *resilience.Session, path, id string, p resilience.LossPolicy) (*holding, error) {
 		e, err := election.New(s, path, id, election.WithLossPolicy(p))
 		if err != nil {
 			return nil, err
@@ -56,7 +55,7 @@ var contenders = []contender{
 	}},
 }
 
-var policies = []recipes.LossPolicy{recipes.LoseOnSuspend, recipes.LoseOnSessionLoss}
+var policies = []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss}
 
 // client is a session through its own link, started on server start; with
 // only, it can reach no other server afterwards either.
@@ -91,7 +90,7 @@ type outcome struct {
 	holderErr                           error
 }
 
-func race(t *testing.T, c contender, p recipes.LossPolicy, hs, cs *resilience.Session, strike func(), wait time.Duration) outcome {
+func race(t *testing.T, c contender, p resilience.LossPolicy, hs, cs *resilience.Session, strike func(), wait time.Duration) outcome {
 	t.Helper()
 	path := testkit.Path("/losstest")
 	h, err := c.acquire(testkit.Ctx(t, 10*time.Second), hs, path, "holder", p)
@@ -112,7 +111,7 @@ func race(t *testing.T, c contender, p recipes.LossPolicy, hs, cs *resilience.Se
 	acquired := make(chan struct{})
 	go func() {
 		defer close(acquired)
-		ch, err := c.acquire(cctx, cs, path, "challenger", recipes.LoseOnSuspend)
+		ch, err := c.acquire(cctx, cs, path, "challenger", resilience.LoseOnSuspend)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("challenger: %v", err)
@@ -220,7 +219,7 @@ func TestFollowerCutFromLeader(t *testing.T) {
 					switch {
 					case only && o.challengerHeld.IsZero():
 						t.Fatal("the challenger never acquired: the holder's session should have expired at the leader")
-					case !only && p == recipes.LoseOnSessionLoss:
+					case !only && p == resilience.LoseOnSessionLoss:
 						// The holder fails over and keeps its session: it
 						// rightly keeps holding.
 						if !o.challengerHeld.IsZero() {
@@ -230,7 +229,7 @@ func TestFollowerCutFromLeader(t *testing.T) {
 							t.Fatalf("holder's session %#x, want %#x kept", hs.SessionID(), id)
 						}
 					case !only && o.holderEnded.IsZero():
-						t.Fatal("under LoseOnSuspend the holder did not step down")
+						t.Fatal("under resilience.LoseOnSuspend the holder did not step down")
 					}
 				})
 			}

@@ -1,4 +1,4 @@
-package recipes
+package queue
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 
 // ErrNotFirst is returned by Queue.Take without waiting when the entry's
 // turn has not come.
-var ErrNotFirst = errors.New("recipes: not this entry's turn")
+var ErrNotFirst = errors.New("queue: not this entry's turn")
 
-var errEntryGone = errors.New("recipes: queue entry deleted by someone else")
+var errEntryGone = errors.New("queue: queue entry deleted by someone else")
 
 // Queue describes one kind of entry in a sequential queue: a lock's
 // contenders, an election's candidates.

@@ -1,4 +1,8 @@
-package recipes
+// Package hold is the holding behind lock.Lease and election.Term: a queue
+// entry whose turn has come, ended by release or by loss according to a
+// resilience.LossPolicy, with its fencing token and guarded transactions.
+// Each recipe passes its own sentinel errors.
+package hold
 
 import (
 	"context"
@@ -9,57 +13,21 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// Errors that end a Hold; the lock and election packages re-export them.
-var (
-	// ErrLost means a holding ended without being released: its session was
-	// suspended (LoseOnSuspend) or lost, or its node was found deleted (by
-	// Guarded, Release, or the check after a reconnect).
-	ErrLost = errors.New("holding lost")
-	// ErrReleased is the cause of a released holding's context, and the
-	// error of a second release.
-	ErrReleased = errors.New("holding released")
-)
-
-// LossPolicy says when a holding (a lock lease, a leadership term) counts as
-// lost.
-type LossPolicy int
-
-const (
-	// LoseOnSuspend ends a holding when its session is suspended. The
-	// session suspends itself when its server leaves a liveness probe
-	// unanswered for T/4 (a silent link, a hung server, a blocked send, a
-	// server cut off from its leader) and at the latest at SafeUntil, so
-	// the holder steps down, typically T/4 and at least T/20 before the
-	// ensemble can expire the session. The default.
-	LoseOnSuspend LossPolicy = iota
-	// LoseOnSessionLoss keeps a holding through suspensions and ends it
-	// when the session is lost, when its node turns out to be gone after a
-	// reconnect, or, while still suspended, at the session's SafeUntil
-	// (T/20 before the ensemble can expire the session). Fewer false
-	// step-downs, a smaller lead: see the lock package documentation.
-	LoseOnSessionLoss
-)
-
-// String returns the policy's name.
-func (p LossPolicy) String() string {
-	if p == LoseOnSessionLoss {
-		return "lose_on_session_loss"
-	}
-	return "lose_on_suspend"
-}
-
 // Hold is one holding of a queue entry whose turn has come: a lock lease, a
 // leadership term. Its context is cancelled when the holding ends, by
-// Release (cause ErrReleased) or by loss (cause wrapping ErrLost). It needs
+// Release (cause the Released sentinel) or by loss (cause wrapping the Lost sentinel). It needs
 // no goroutine while held: session transitions reach it through a listener.
 type Hold struct {
 	s      *resilience.Session
-	entry  Entry
-	policy LossPolicy
+	entry  queue.Entry
+	policy resilience.LossPolicy
 	onEnd  func(lost bool, cause error)
+
+	errLost, errReleased error
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -71,20 +39,43 @@ type Hold struct {
 	released bool
 	cleanup  bool // lost while Suspended: delete the node once the session is back
 	unlisten func()
-	deadline *time.Timer // LoseOnSessionLoss while Suspended: ends the holding at SafeUntil
+	deadline *time.Timer // resilience.LoseOnSessionLoss while Suspended: ends the holding at SafeUntil
 }
 
-// NewHold starts holding e. token is the fencing token: the czxid of e's
-// node, which the caller read (Session.Exists) after its turn came and
-// before calling NewHold, so that Token is known for the whole holding.
-// NewHold panics if token is not positive (a node's czxid never is). onEnd,
-// if not nil, is called once when the holding ends.
-func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onEnd func(lost bool, cause error)) *Hold {
-	if token <= 0 {
-		panic(fmt.Sprintf("recipes: NewHold of %s without its fencing token (czxid %d)", e.Path, token))
+// Config says how a holding behaves and what it reports.
+type Config struct {
+	// Policy says when the holding counts as lost.
+	Policy resilience.LossPolicy
+	// Token is the fencing token: the czxid of the entry's node, which the
+	// caller read (Session.Exists) after its turn came and before New, so
+	// that Token is known for the whole holding. It must be positive.
+	Token int64
+	// Lost is the recipe's sentinel that every loss cause wraps
+	// (lock.ErrLeaseLost, election.ErrTermLost).
+	Lost error
+	// Released is the recipe's sentinel for a holding given up: the cause
+	// of its context and the error of a second release.
+	Released error
+	// Parent is the caller's context: the holding's context keeps its
+	// values (a trace span among them) but not its cancellation. Nil means
+	// context.Background().
+	Parent context.Context
+	// OnEnd, if not nil, is called once when the holding ends.
+	OnEnd func(lost bool, cause error)
+}
+
+// New starts holding e. It returns an error, and holds nothing, if the
+// configuration lacks its token or sentinels.
+func New(s *resilience.Session, e queue.Entry, c Config) (*Hold, error) {
+	if c.Token <= 0 || c.Lost == nil || c.Released == nil {
+		return nil, fmt.Errorf("hold: holding of %s without its fencing token (czxid %d) or sentinels", e.Path, c.Token)
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
-	h := &Hold{s: s, entry: e, policy: policy, token: token, onEnd: onEnd, ctx: ctx, cancel: cancel}
+	parent := c.Parent
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	h := &Hold{s: s, entry: e, policy: c.Policy, token: c.Token, onEnd: c.OnEnd, errLost: c.Lost, errReleased: c.Released, ctx: ctx, cancel: cancel}
 	h.mu.Lock()
 	h.unlisten = s.AddListener(h.onTransition)
 	h.mu.Unlock()
@@ -92,13 +83,13 @@ func NewHold(s *resilience.Session, e Entry, policy LossPolicy, token int64, onE
 	// happened since the entry was last seen.
 	switch st := s.State(); {
 	case st == resilience.Closed || st == resilience.Lost || s.SessionID() != e.SessionID:
-		h.lose(fmt.Errorf("%w: session %#x ended before the holding began", ErrLost, e.SessionID), false)
-	case st == resilience.Suspended && policy == LoseOnSuspend:
-		h.lose(fmt.Errorf("%w: connection suspended", ErrLost), true)
+		h.lose(fmt.Errorf("%w: session %#x ended before the holding began", h.errLost, e.SessionID), false)
+	case st == resilience.Suspended && c.Policy == resilience.LoseOnSuspend:
+		h.lose(fmt.Errorf("%w: connection suspended", h.errLost), true)
 	case st == resilience.Suspended:
 		h.armDeadline()
 	}
-	return h
+	return h, nil
 }
 
 // armDeadline ends a LoseOnSessionLoss holding at the session's SafeUntil,
@@ -116,7 +107,7 @@ func (h *Hold) armDeadline() {
 			return // back (or lost) in the meantime; the listener decides
 		}
 		h.lose(fmt.Errorf("%w: suspended past %s, when the ensemble may expire session %#x",
-			ErrLost, until.Format("15:04:05.000"), h.entry.SessionID), true)
+			h.errLost, until.Format("15:04:05.000"), h.entry.SessionID), true)
 	})
 }
 
@@ -137,8 +128,8 @@ func (h *Hold) onTransition(t resilience.Transition) {
 		if t.SessionID != h.entry.SessionID {
 			return
 		}
-		if h.policy == LoseOnSuspend {
-			h.lose(fmt.Errorf("%w: connection to ZooKeeper suspended (%s)", ErrLost, t.Cause), true)
+		if h.policy == resilience.LoseOnSuspend {
+			h.lose(fmt.Errorf("%w: connection to ZooKeeper suspended (%s)", h.errLost, t.Cause), true)
 		} else {
 			h.armDeadline()
 		}
@@ -158,7 +149,7 @@ func (h *Hold) onTransition(t resilience.Transition) {
 			go func() {
 				defer h.stopListening()
 				for try := 0; try < 5 && h.s.SessionID() == h.entry.SessionID; try++ {
-					if Leave(h.s, h.entry) == nil {
+					if queue.Leave(h.s, h.entry) == nil {
 						return
 					}
 					time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
@@ -172,12 +163,14 @@ func (h *Hold) onTransition(t resilience.Transition) {
 	case resilience.Lost:
 		if t.OldSessionID == h.entry.SessionID {
 			h.disarmDeadline()
-			h.lose(fmt.Errorf("%w: session %#x %s", ErrLost, t.OldSessionID, t.Cause), false)
+			h.lose(fmt.Errorf("%w: session %#x %s", h.errLost, t.OldSessionID, t.Cause), false)
 			h.stopListening()
 		}
 	case resilience.Closed:
+		// Closing the session is the holder's own doing, and its close
+		// deletes the node: a release, not a loss.
 		h.disarmDeadline()
-		h.lose(fmt.Errorf("%w: session closed", ErrLost), false)
+		h.end(fmt.Errorf("%w: session closed", h.errReleased))
 		h.stopListening()
 	}
 }
@@ -189,9 +182,9 @@ func (h *Hold) confirm() {
 		// The context ended (the holding did) or the session went; the
 		// listener handles the latter.
 	case !ok:
-		h.lose(fmt.Errorf("%w: node %s is gone", ErrLost, h.entry.Path), false)
+		h.lose(fmt.Errorf("%w: node %s is gone", h.errLost, h.entry.Path), false)
 	case st.EphemeralOwner != h.entry.SessionID:
-		h.lose(fmt.Errorf("%w: node %s belongs to session %#x", ErrLost, h.entry.Path, st.EphemeralOwner), false)
+		h.lose(fmt.Errorf("%w: node %s belongs to session %#x", h.errLost, h.entry.Path, st.EphemeralOwner), false)
 	}
 }
 
@@ -206,6 +199,21 @@ func (h *Hold) lose(cause error, cleanup bool) {
 	h.cancel(cause)
 	if h.onEnd != nil {
 		h.onEnd(true, cause)
+	}
+}
+
+// end ends the holding as released by the session's close.
+func (h *Hold) end(cause error) {
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		return
+	}
+	h.ended, h.released = true, true
+	h.mu.Unlock()
+	h.cancel(cause)
+	if h.onEnd != nil {
+		h.onEnd(false, cause)
 	}
 }
 
@@ -232,7 +240,7 @@ func (h *Hold) Err() error {
 }
 
 // Entry returns the held queue entry.
-func (h *Hold) Entry() Entry { return h.entry }
+func (h *Hold) Entry() queue.Entry { return h.entry }
 
 // Token returns the fencing token: the czxid of the held node; never 0.
 // It was known before the holding began, so Token never blocks and returns
@@ -243,15 +251,15 @@ func (h *Hold) Token() int64 { return h.token }
 
 // Guarded runs ops as one transaction that applies only if the held node
 // still exists. A holding already lost, or a missing node, gives an error
-// wrapping ErrLost and nothing is written. If the holding is lost while the
-// transaction is in flight, Guarded also returns ErrLost, but the
+// wrapping the Lost sentinel and nothing is written. If the holding is lost while the
+// transaction is in flight, Guarded also returns the Lost sentinel, but the
 // transaction may have been applied (while the node still existed). If the
 // connection breaks with the transaction in flight and nothing shows
 // whether it ran, the error wraps resilience.ErrOutcomeUnknown (see
 // resilience.Session.Multi); it is never run twice.
 func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	if err := h.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLost, err)
+		return nil, fmt.Errorf("%w: %v", h.errLost, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -261,10 +269,10 @@ func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, err
 	res, err := h.s.Multi(ctx, all...)
 	if err != nil {
 		if len(res) > 0 && errors.Is(res[0].Error, zk.ErrNoNode) {
-			return nil, fmt.Errorf("%w: node %s is gone", ErrLost, h.entry.Path)
+			return nil, fmt.Errorf("%w: node %s is gone", h.errLost, h.entry.Path)
 		}
 		if herr := h.Err(); herr != nil {
-			return nil, fmt.Errorf("%w: %v", ErrLost, herr)
+			return nil, fmt.Errorf("%w: %v", h.errLost, herr)
 		}
 		if len(res) > 1 {
 			res = res[1:]
@@ -275,15 +283,15 @@ func (h *Hold) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, err
 }
 
 // Release ends the holding and deletes its node. If the holding was
-// already lost it returns at once with that cause (wrapping ErrLost); a
-// second Release returns ErrReleased. If the session ends while deleting,
-// the node went with it (ErrLost). If ctx ends first, the deletion goes on
+// already lost it returns at once with that cause (wrapping the Lost sentinel); a
+// second Release returns the Released sentinel. If the session ends while deleting,
+// the node went with it (the Lost sentinel). If ctx ends first, the deletion goes on
 // in the background.
 func (h *Hold) Release(ctx context.Context) error {
 	h.mu.Lock()
 	if h.released {
 		h.mu.Unlock()
-		return ErrReleased
+		return h.errReleased
 	}
 	h.released = true
 	lost := h.ended
@@ -292,12 +300,12 @@ func (h *Hold) Release(ctx context.Context) error {
 	if lost {
 		return context.Cause(h.ctx)
 	}
-	h.cancel(ErrReleased)
+	h.cancel(h.errReleased)
 	if h.onEnd != nil {
-		h.onEnd(false, ErrReleased)
+		h.onEnd(false, h.errReleased)
 	}
 	h.stopListening()
-	gone, unwatch := LostSignal(h.s, h.entry.SessionID)
+	gone, unwatch := queue.LostSignal(h.s, h.entry.SessionID)
 	defer unwatch()
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -311,7 +319,7 @@ func (h *Hold) Release(ctx context.Context) error {
 	err := h.s.Delete(dctx, h.entry.Path, -1)
 	select {
 	case <-gone:
-		return fmt.Errorf("%w: session %#x ended during release", ErrLost, h.entry.SessionID)
+		return fmt.Errorf("%w: session %#x ended during release", h.errLost, h.entry.SessionID)
 	default:
 	}
 	switch {
@@ -320,11 +328,11 @@ func (h *Hold) Release(ctx context.Context) error {
 		// nobody else makes a node under this holding's protected name.
 		return nil
 	case errors.Is(err, zk.ErrNoNode):
-		return fmt.Errorf("%w: node %s was already gone", ErrLost, h.entry.Path)
+		return fmt.Errorf("%w: node %s was already gone", h.errLost, h.entry.Path)
 	case errors.Is(err, resilience.ErrSessionLost), errors.Is(err, resilience.ErrClosed):
-		return fmt.Errorf("%w: %v", ErrLost, err)
+		return fmt.Errorf("%w: %v", h.errLost, err)
 	case ctx.Err() != nil:
-		go func() { _ = Leave(h.s, h.entry) }()
+		go func() { _ = queue.Leave(h.s, h.entry) }()
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package recipes
+package queue
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -71,7 +72,7 @@ func joinOnce(ctx context.Context, s *resilience.Session, parent, name string, d
 	full := path.Join(parent, name)
 	p, sid, err := s.CreateProtectedSession(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
 	if errors.Is(err, zk.ErrNoNode) {
-		if err = EnsurePath(ctx, s, parent); err == nil {
+		if err = znode.EnsurePath(ctx, s, parent); err == nil {
 			p, sid, err = s.CreateProtectedSession(ctx, id, full, data, zk.FlagEphemeralSequential, nil)
 		}
 	}
@@ -101,41 +102,6 @@ func hasPrefix(names []string, prefix string) bool {
 		}
 	}
 	return false
-}
-
-// EnsurePath creates p and its missing ancestors as container nodes (the
-// ensemble deletes a container once its last child is gone). Existing nodes
-// are left as they are.
-func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
-	if err := resilience.ValidatePath(p, false); err != nil {
-		return err
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		_, err := s.Create(ctx, p, nil, zk.FlagContainer, nil)
-		if errors.Is(err, resilience.ErrOutcomeUnknown) {
-			// Made by this call or another: either way, is it there?
-			var ok bool
-			if ok, _, err = s.Exists(ctx, p); err == nil && ok {
-				return nil
-			} else if err == nil {
-				continue
-			}
-		}
-		switch {
-		case err == nil, errors.Is(err, zk.ErrNodeExists):
-			return nil
-		case errors.Is(err, zk.ErrNoNode):
-			if parent := path.Dir(p); parent != "/" {
-				if err := EnsurePath(ctx, s, parent); err != nil {
-					return err
-				}
-			}
-			// A container parent can vanish between the two creates; try again.
-		default:
-			return err
-		}
-	}
-	return fmt.Errorf("recipes: creating %s: parents keep disappearing", p)
 }
 
 // Leave deletes a queue entry, with a context of its own so that it runs

@@ -1,0 +1,71 @@
+// Package znode holds the znode chores every recipe shares: making a path
+// with its missing parents.
+package znode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
+)
+
+// EnsurePath creates p and its missing ancestors as container nodes (the
+// ensemble deletes a container once its last child is gone). Existing nodes
+// are left as they are.
+func EnsurePath(ctx context.Context, s *resilience.Session, p string) error {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		_, err := s.Create(ctx, p, nil, zk.FlagContainer, nil)
+		if errors.Is(err, resilience.ErrOutcomeUnknown) {
+			// Made by this call or another: either way, is it there?
+			var ok bool
+			if ok, _, err = s.Exists(ctx, p); err == nil && ok {
+				return nil
+			} else if err == nil {
+				continue
+			}
+		}
+		switch {
+		case err == nil, errors.Is(err, zk.ErrNodeExists):
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if parent := path.Dir(p); parent != "/" {
+				if err := EnsurePath(ctx, s, parent); err != nil {
+					return err
+				}
+			}
+			// A container parent can vanish between the two creates; try again.
+		default:
+			return err
+		}
+	}
+	return fmt.Errorf("znode: creating %s: parents keep disappearing", p)
+}
+
+// Create creates p with data and flags, first creating p's missing
+// parents as containers if ZooKeeper says they are missing. A node already
+// at p is not an error when existsOK: then Create returns p. It returns the
+// path created (for a sequential node, with its suffix).
+func Create(ctx context.Context, s *resilience.Session, p string, data []byte, flags int32, existsOK bool) (string, error) {
+	for attempt := 0; ; attempt++ {
+		got, err := s.Create(ctx, p, data, flags, nil)
+		switch {
+		case err == nil:
+			return got, nil
+		case existsOK && errors.Is(err, zk.ErrNodeExists):
+			return p, nil
+		case errors.Is(err, zk.ErrNoNode) && attempt < 5 && path.Dir(p) != "/":
+			if perr := EnsurePath(ctx, s, path.Dir(p)); perr != nil {
+				return "", perr
+			}
+		default:
+			return "", err
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package recipes
+
+// DecodeCount lets the external tests read counter nodes.
+var DecodeCount = decodeCount
