@@ -31,7 +31,9 @@ func Main(m *testing.M, ens **zktest.Ensemble, n int, opts ...zktest.Option) {
 	flag.Parse()
 	quietForBenchmarks()
 	code := func() int {
-		if !testing.Short() {
+		if testing.Short() {
+			skipExamples()
+		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			e, err := zktest.Start(ctx, append([]zktest.Option{zktest.WithServers(n)}, opts...)...)
@@ -51,6 +53,16 @@ func Main(m *testing.M, ens **zktest.Ensemble, n int, opts ...zktest.Option) {
 		}
 	}
 	os.Exit(code)
+}
+
+// skipExamples leaves the package's Examples out of a -short run: they
+// run against the package's ensemble, which -short does not start, and an
+// Example cannot skip itself. A -run given on the command line is kept.
+func skipExamples() {
+	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
+		_ = f.Value.Set("^(Test|Fuzz)")
+		fmt.Fprintln(os.Stderr, "testkit: -short: Examples need ZooKeeper and are left out of this run")
+	}
 }
 
 // NeedZK skips t under -short.
