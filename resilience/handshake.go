@@ -3,6 +3,7 @@ package resilience
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,9 @@ type connInfo struct {
 
 	// requested is the timeout asked for, used until one is negotiated.
 	requested time.Duration
+	// note, if set, records why a dial or a handshake failed (for the
+	// error Connect returns when no session comes).
+	note func(error)
 
 	mu     sync.Mutex
 	probes []int64 // issue times of recently answered probes, oldest first
@@ -139,6 +143,13 @@ func (i *connInfo) probed(issued int64) {
 	}
 }
 
+// failed records a dial or handshake failure.
+func (i *connInfo) failed(err error) {
+	if i.note != nil {
+		i.note(err)
+	}
+}
+
 // cut closes the TCP connection in use, so that go-zookeeper/zk moves on
 // to the next server at once.
 func (i *connInfo) cut() {
@@ -170,8 +181,10 @@ type sniffConn struct {
 	net.Conn
 	info *connInfo
 
+	addr    string       // the server dialled
 	sentAt  atomic.Int64 // when the ConnectRequest was written
 	answer  atomic.Bool  // the ConnectResponse has arrived
+	silent  atomic.Bool  // the handshake watch cut the connection
 	watchMu sync.Mutex
 	watch   *time.Timer // cuts a handshake left unanswered
 
@@ -200,6 +213,8 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 			c.watchMu.Lock()
 			c.watch = time.AfterFunc(limit/3, func() {
 				if !c.answer.Load() {
+					c.silent.Store(true)
+					c.info.failed(fmt.Errorf("handshake with %s: no answer within %v", c.addr, limit/3))
 					c.Conn.Close()
 				}
 			})
@@ -241,6 +256,9 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.absorb(p[:n])
+	}
+	if err != nil && !c.handshook && !c.silent.Load() {
+		c.info.failed(fmt.Errorf("handshake with %s: %w", c.addr, err))
 	}
 	return n, err
 }
@@ -326,9 +344,10 @@ func sniffingDialer(d Dialer, info *connInfo) func(string, string, time.Duration
 		timeout = min(timeout, max(info.limit()/3, 100*time.Millisecond))
 		c, err := d(network, addr, timeout)
 		if err != nil {
+			info.failed(err)
 			return nil, err
 		}
-		sc := &sniffConn{Conn: c, info: info}
+		sc := &sniffConn{Conn: c, info: info, addr: addr}
 		info.cur.Store(sc)
 		return sc, nil
 	}

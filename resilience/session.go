@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -36,6 +37,8 @@ type Session struct {
 	work    chan func()    // hands a task to an idle worker
 
 	snap atomic.Pointer[snapshot]
+
+	lastConnErr atomic.Pointer[error] // the latest dial or handshake failure
 
 	mu        sync.Mutex // guards last, subs, listeners, nodeListeners, steps
 	last      Transition // the latest published transition (To is the state now)
@@ -87,7 +90,10 @@ type generation struct {
 // Connect opens a session to the given servers ("host:port" entries, or
 // comma-separated connect strings) and returns once the ensemble has granted
 // the first session, or ctx ends. Without a deadline on ctx it waits as long
-// as no server answers.
+// as no server answers. When ctx ends first, the error names the servers,
+// how long Connect waited and the latest dial or handshake failure
+// ("resilience: connect to [...]: no session within 10s: last error: dial
+// tcp ...: connection refused"), and wraps both ctx.Err() and that failure.
 func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -125,6 +131,7 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 	first := &snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})}
 	close(first.published) // nothing to tell listeners about
 	s.snap.Store(first)
+	start := time.Now()
 	if err := s.dial(); err != nil {
 		return nil, fmt.Errorf("resilience: connect: %w", err)
 	}
@@ -142,10 +149,50 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 		select {
 		case <-ctx.Done():
 			s.Close()
-			return nil, fmt.Errorf("resilience: connect to %v: %w", srvs, ctx.Err())
+			return nil, s.connectError(ctx, srvs, start)
 		case <-sn.changed:
 		}
 	}
+}
+
+// connectError is Connect's error when ctx ends before the first session:
+// it names the servers, how long Connect waited, and the latest dial or
+// handshake failure, and wraps both that failure and ctx.Err().
+func (s *Session) connectError(ctx context.Context, srvs []string, start time.Time) error {
+	waited := time.Since(start)
+	if d, ok := ctx.Deadline(); ok {
+		waited = d.Sub(start)
+	}
+	err := &connectError{servers: srvs, waited: waited.Round(time.Millisecond), ctxErr: ctx.Err()}
+	if last := s.lastConnErr.Load(); last != nil {
+		err.last = *last
+	}
+	return err
+}
+
+type connectError struct {
+	servers      []string
+	waited       time.Duration
+	last, ctxErr error
+}
+
+func (e *connectError) Error() string {
+	msg := fmt.Sprintf("resilience: connect to %v: no session within %v", e.servers, e.waited)
+	if !errors.Is(e.ctxErr, context.DeadlineExceeded) {
+		msg = fmt.Sprintf("resilience: connect to %v: %v after %v without a session", e.servers, e.ctxErr, e.waited)
+	}
+	if e.last != nil {
+		return msg + ": last error: " + e.last.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the context's error and the last dial or handshake error.
+func (e *connectError) Unwrap() []error {
+	if e.last == nil {
+		return []error{e.ctxErr}
+	}
+	return []error{e.ctxErr, e.last}
 }
 
 // Close ends the session: the ensemble deletes its ephemeral nodes at once,
@@ -299,6 +346,7 @@ func (s *Session) dial() error {
 	s.genSeq++
 	g := &generation{id: s.genSeq, retired: make(chan struct{}), authDone: len(s.cfg.auth) == 0}
 	g.info.requested = s.cfg.sessionTimeout
+	g.info.note = func(err error) { s.lastConnErr.Store(&err) }
 	conn, events, err := zk.Connect(s.servers, s.cfg.sessionTimeout,
 		zk.WithDialer(sniffingDialer(s.cfg.dialer, &g.info)),
 		zk.WithHostProvider(&hostList{info: &g.info, quit: []<-chan struct{}{g.retired, s.closing}}),
