@@ -3,12 +3,14 @@ package registry
 import (
 	"context"
 	"fmt"
+	"path"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -86,4 +88,61 @@ func BenchmarkReregister1000(b *testing.B) {
 	b.ReportMetric(float64(rawT.Milliseconds())/float64(b.N), "raw-ms")
 	b.ReportMetric(float64(regT.Milliseconds())/float64(b.N), "reregister-ms")
 	b.ReportMetric(float64(regT)/float64(rawT), "ratio")
+}
+
+// BenchmarkCacheLoad measures how long NewCache takes to load a service of
+// n instances (created beforehand, ephemeral, on the benchmark's own
+// session), until every instance is in Instances, reported per instance.
+// A cache that republishes its whole list after each node costs O(n) per
+// node and O(n²) in all, which shows as ns/instance growing with n.
+func BenchmarkCacheLoad(b *testing.B) {
+	needZK(b)
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			s := connect(b, ens.Addrs())
+			r, err := New(s, basePath())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			ctx := context.Background()
+			svc := r.servicePath("svc")
+			if err := znode.EnsurePath(ctx, s, svc); err != nil {
+				b.Fatal(err)
+			}
+			sem := make(chan struct{}, 256)
+			var wg sync.WaitGroup
+			for i := 0; i < n; i++ {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					in := instance("svc", fmt.Sprintf("i%05d", i), 1000)
+					in.ServiceType = Dynamic
+					if _, err := s.Create(ctx, path.Join(svc, in.ID), mustJSON(b, in), zk.FlagEphemeral, nil); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if b.Failed() {
+				return
+			}
+			b.ResetTimer()
+			for it := 0; it < b.N; it++ {
+				c, err := r.NewCache(ctx, "svc")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got := len(c.Instances()); got != n {
+					b.Fatalf("cache loaded %d instances, want %d", got, n)
+				}
+				b.StopTimer()
+				c.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/instance")
+		})
+	}
 }
