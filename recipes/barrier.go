@@ -46,23 +46,14 @@ func (b *Barrier) Remove(ctx context.Context) error {
 // is unknown once p is seen to exist.
 func ensureNode(ctx context.Context, s *resilience.Session, p string, flags int32) error {
 	for {
-		_, err := s.Create(ctx, p, nil, flags, nil)
-		if errors.Is(err, zk.ErrNoNode) {
-			if err = znode.EnsurePath(ctx, s, path.Dir(p)); err == nil {
-				_, err = s.Create(ctx, p, nil, flags, nil)
-			}
-		}
-		switch {
-		case err == nil, errors.Is(err, zk.ErrNodeExists):
-			return nil
-		case errors.Is(err, resilience.ErrOutcomeUnknown):
-			if ok, _, err := s.Exists(ctx, p); err != nil || ok {
-				return err
-			}
-			// Not there: create it.
-		default:
+		_, err := znode.Create(ctx, s, p, nil, flags, true)
+		if !errors.Is(err, resilience.ErrOutcomeUnknown) {
 			return err
 		}
+		if ok, _, err := s.Exists(ctx, p); err != nil || ok {
+			return err
+		}
+		// Not there: create it.
 	}
 }
 

@@ -373,14 +373,14 @@ func TestCancellationMatrix(t *testing.T) {
 			}
 		}
 	})
-	t.Run("SharedCount.Watch/watching", func(t *testing.T) {
+	t.Run("SharedCount.Subscribe/watching", func(t *testing.T) {
 		p := sub(t.Name())
 		sc, err := recipes.NewSharedCount(ctx, c.S, p, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		wctx, cancel := context.WithCancel(ctx)
-		ch := sc.Watch(wctx)
+		ch := sc.Subscribe(wctx)
 		if v := <-ch; v.Value != 3 {
 			t.Fatalf("first value %d", v.Value)
 		}
@@ -389,23 +389,23 @@ func TestCancellationMatrix(t *testing.T) {
 		select {
 		case v, ok := <-ch:
 			if ok {
-				t.Fatalf("Watch delivered %+v after its context ended", v)
+				t.Fatalf("Subscribe delivered %+v after its context ended", v)
 			}
 		case <-time.After(5 * faultTimeout):
-			t.Fatal("Watch's channel still open after its context ended")
+			t.Fatal("Subscribe's channel still open after its context ended")
 		}
 	})
-	t.Run("SharedCount.Watch/blackholed", func(t *testing.T) {
+	t.Run("SharedCount.Subscribe/blackholed", func(t *testing.T) {
 		p := sub(t.Name())
 		sc, err := recipes.NewSharedCount(ctx, c.S, p, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = blackholed(t, c, func(ctx context.Context) error {
-			for range sc.Watch(ctx) { // the first value, if it comes, then nothing until the end
+			for range sc.Subscribe(ctx) { // the first value, if it comes, then nothing until the end
 			}
 			return ctx.Err()
 		})
-		wantCanceled(t, "Watch", err)
+		wantCanceled(t, "Subscribe", err)
 	})
 }

@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/latest"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -38,12 +38,7 @@ func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed i
 		return nil, err
 	}
 	for {
-		_, err := s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
-		if errors.Is(err, zk.ErrNoNode) {
-			if err = znode.EnsurePath(ctx, s, path.Dir(p)); err == nil {
-				_, err = s.Create(ctx, p, encodeCount(seed), zk.FlagPersistent, nil)
-			}
-		}
+		_, err := znode.Create(ctx, s, p, encodeCount(seed), zk.FlagPersistent, true)
 		if errors.Is(err, resilience.ErrOutcomeUnknown) {
 			// Made by this call or another client: there is a counter if
 			// the node exists.
@@ -52,7 +47,7 @@ func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed i
 				continue
 			}
 		}
-		if err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if err != nil {
 			return nil, err
 		}
 		return &SharedCount{s: s, path: p}, nil
@@ -137,48 +132,36 @@ func (c *SharedCount) Add(ctx context.Context, delta int32) (int32, error) {
 	}
 }
 
-// Watch reports the value now and on every change until ctx ends (then the
-// channel closes). A slow reader gets the latest value, not every one.
-// Malformed data is skipped (and logged).
-func (c *SharedCount) Watch(ctx context.Context) <-chan Count {
-	out := make(chan Count, 1)
-	go func() {
-		defer close(out)
-		last := Count{Version: -1}
-		for ctx.Err() == nil {
-			data, st, ch, err := c.s.GetW(ctx, c.path)
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, resilience.ErrClosed) {
-					return
-				}
-				var ech <-chan zk.Event
-				if errors.Is(err, zk.ErrNoNode) {
-					_, _, ech, err = c.s.ExistsW(ctx, c.path)
-				}
-				if err != nil {
-					return
-				}
-				select {
-				case <-ech:
-				case <-ctx.Done():
-				}
-				continue
-			}
-			if v, derr := decodeCount(data); derr != nil {
-				c.s.Logger().Warn("recipes: skipping malformed counter data", "path", c.path, "error", derr)
-			} else if st.Version != last.Version {
-				last = Count{Value: v, Version: st.Version}
-				select {
-				case <-out:
-				default:
-				}
-				out <- last
-			}
-			select {
-			case <-ch:
-			case <-ctx.Done():
-			}
+// Subscribe returns a new channel of the counter's values: first the
+// current one, then each change, until ctx ends (then the channel closes,
+// as it does when the session closes). A slow reader gets the newest
+// value, never a backlog. The stream follows the error policy of every
+// zkrecipes stream: a counter node not there yet, a connection or session
+// lost and replaced are waited out and the node read again, so the channel
+// closes only with ctx or the session. Malformed data is skipped (and
+// logged).
+func (c *SharedCount) Subscribe(ctx context.Context) <-chan Count {
+	return latest.Stream(ctx, c.s, c.read, func(a, b Count) bool { return a == b })
+}
+
+// read is one read of the counter for Subscribe, with a watch: on the
+// node's data, or on its creation while it does not exist.
+func (c *SharedCount) read(ctx context.Context) (Count, bool, <-chan zk.Event, error) {
+	data, st, ch, err := c.s.GetW(ctx, c.path)
+	if errors.Is(err, zk.ErrNoNode) {
+		ok, _, ech, err := c.s.ExistsW(ctx, c.path)
+		if err != nil || ok {
+			return Count{}, false, nil, err // there again already: read it at once
 		}
-	}()
-	return out
+		return Count{}, false, ech, nil
+	}
+	if err != nil {
+		return Count{}, false, nil, err
+	}
+	v, err := decodeCount(data)
+	if err != nil {
+		c.s.Logger().Warn("recipes: skipping malformed counter data", "path", c.path, "error", err)
+		return Count{}, false, ch, nil
+	}
+	return Count{Value: v, Version: st.Version}, true, ch, nil
 }

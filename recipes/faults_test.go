@@ -504,7 +504,7 @@ func TestFaultMatrix(t *testing.T) {
 				}
 			}()
 		}
-		watch := cc.Watch(ctx)
+		watch := cc.Subscribe(ctx)
 		testkit.WaitFor(t, 20*time.Second, "adds from c before the fault", func() bool { return addC.ok.Load() >= 3 })
 		fresh, stale := base+"/count-fresh", base+"/count-stale"
 		var trySets [2]*recipes.SharedCount
@@ -560,11 +560,11 @@ func TestFaultMatrix(t *testing.T) {
 				select {
 				case v, ok := <-watch:
 					if !ok {
-						t.Fatalf("Watch ended; last value %+v, want %+v", last, final)
+						t.Fatalf("Subscribe ended; last value %+v, want %+v", last, final)
 					}
 					last = v
 				case <-deadline:
-					t.Fatalf("Watch on c delivered %+v, not the latest %+v", last, final)
+					t.Fatalf("Subscribe on c delivered %+v, not the latest %+v", last, final)
 				}
 			}
 			want := [2]trySet{{true, nil}, {false, nil}}

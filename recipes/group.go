@@ -69,12 +69,7 @@ func (g *Group) publish(ctx context.Context) error {
 		return nil
 	}
 	for {
-		_, err := g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
-		if errors.Is(err, zk.ErrNoNode) {
-			if err = znode.EnsurePath(ctx, g.s, path.Dir(g.node)); err == nil {
-				_, err = g.s.Create(ctx, g.node, data, zk.FlagEphemeral, nil)
-			}
-		}
+		_, err := znode.Create(ctx, g.s, g.node, data, zk.FlagEphemeral, false)
 		if !errors.Is(err, zk.ErrNodeExists) && !errors.Is(err, resilience.ErrOutcomeUnknown) {
 			return err
 		}

@@ -264,7 +264,7 @@ func TestSharedCount(t *testing.T) {
 	}
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	changes := c.Watch(wctx)
+	changes := c.Subscribe(wctx)
 	if v := <-changes; v.Value != 7 {
 		t.Fatalf("first value %d", v.Value)
 	}
@@ -283,7 +283,7 @@ func TestSharedCount(t *testing.T) {
 		select {
 		case v, ok := <-changes:
 			if !ok {
-				t.Fatal("Watch ended before the change was seen")
+				t.Fatal("Subscribe ended before the change was seen")
 			}
 			seen = v.Value == 8
 		case <-deadline:
