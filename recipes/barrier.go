@@ -22,9 +22,10 @@ type Barrier struct {
 	path string
 }
 
-// NewBarrier returns the barrier at p.
+// NewBarrier returns the barrier at p. It rejects a nil session and an
+// invalid path with an error wrapping ErrInvalidArgument.
 func NewBarrier(s *resilience.Session, p string) (*Barrier, error) {
-	if err := resilience.ValidatePath(p, false); err != nil {
+	if err := checkArgs(s, p); err != nil {
 		return nil, err
 	}
 	return &Barrier{s: s, path: p}, nil
@@ -106,13 +107,17 @@ type DoubleBarrier struct {
 }
 
 // NewDoubleBarrier returns a member of the double barrier at p for n
-// members.
+// members. It rejects a nil session, an invalid path and n < 1 with an
+// error wrapping ErrInvalidArgument.
 func NewDoubleBarrier(s *resilience.Session, p string, n int) (*DoubleBarrier, error) {
-	if err := resilience.ValidatePath(p, false); err != nil {
+	if err := checkPath(p); err != nil {
 		return nil, err
 	}
 	if n < 1 {
-		return nil, fmt.Errorf("recipes: a double barrier needs at least one member, not %d", n)
+		return nil, fmt.Errorf("%w: a double barrier needs at least one member, not %d", ErrInvalidArgument, n)
+	}
+	if err := checkSession(s); err != nil {
+		return nil, err
 	}
 	return &DoubleBarrier{s: s, path: p, n: n, name: resilience.NewUUID()}, nil
 }

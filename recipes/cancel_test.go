@@ -304,7 +304,7 @@ func TestCancellationMatrix(t *testing.T) {
 		err := blackholed(t, c, func(ctx context.Context) error {
 			g, err := recipes.JoinGroup(ctx, c.S, p, "m", []byte("x"))
 			if err == nil {
-				g.Close(context.Background())
+				g.Close()
 			}
 			return err
 		})

@@ -31,10 +31,11 @@ type SharedCount struct {
 	path string
 }
 
-// NewSharedCount returns the counter at p, creating it with seed if it
-// does not exist.
+// NewSharedCount returns the counter at p, creating it (and its missing
+// parents) with seed if it does not exist. It rejects a nil session and an
+// invalid path with an error wrapping ErrInvalidArgument.
 func NewSharedCount(ctx context.Context, s *resilience.Session, p string, seed int32) (*SharedCount, error) {
-	if err := resilience.ValidatePath(p, false); err != nil {
+	if err := checkArgs(s, p); err != nil {
 		return nil, err
 	}
 	for {

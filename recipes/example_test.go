@@ -37,7 +37,7 @@ func ExampleJoinGroup() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer g.Close(ctx)
+	defer g.Close()
 	for id, data := range g.Members() {
 		fmt.Println(id, string(data))
 	}

@@ -273,12 +273,12 @@ func TestFaultMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ga.Close(context.Background())
+		defer ga.Close()
 		gb, err := recipes.JoinGroup(ctx, w.S, pg, "observer", []byte("o0"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer gb.Close(context.Background())
+		defer gb.Close()
 		waitMembers(t, gb, "faulted", "observer")
 		updated := make(chan stamp, 1)
 		duringC = append(duringC, func() {

@@ -8,15 +8,14 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
-
-// ErrClosed is returned by a recipe's methods after its Close.
-var ErrClosed = errors.New("recipes: closed")
 
 // Group is this process's membership in a group, as Curator's GroupMember:
 // an ephemeral node <path>/<id> holding the member's data, re-created on
@@ -33,16 +32,21 @@ type Group struct {
 }
 
 // JoinGroup makes id a member of the group at p, with data, and starts
-// following the membership.
+// following the membership. It rejects a nil session, an invalid path and
+// an id that is not a single path element with an error wrapping
+// ErrInvalidArgument (and resilience.ErrInvalidPath for the path and id).
 func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []byte) (*Group, error) {
-	if err := resilience.ValidatePath(p, false); err != nil {
+	if err := checkPath(p); err != nil {
 		return nil, err
 	}
-	if id == "" || strings.ContainsAny(id, "/\x00") {
-		return nil, fmt.Errorf("%w: member id %q must be a single path element", resilience.ErrInvalidPath, id)
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+		return nil, fmt.Errorf("%w: %w: member id %q must be a single path element", ErrInvalidArgument, resilience.ErrInvalidPath, id)
 	}
 	node := path.Join(p, id)
 	if err := resilience.ValidatePath(node, false); err != nil {
+		return nil, fmt.Errorf("%w: member id %q: %w", ErrInvalidArgument, id, err)
+	}
+	if err := checkSession(s); err != nil {
 		return nil, err
 	}
 	g := &Group{s: s, node: node, data: data}
@@ -52,8 +56,11 @@ func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []
 	g.unstep = s.OnNewSession("group member "+node, g.publish)
 	view, err := NewTreeCache(ctx, s, p, WithMaxDepth(1))
 	if err != nil {
+		g.mu.Lock()
+		g.closed = true
+		g.mu.Unlock()
 		g.unstep()
-		_ = deleteOwn(context.WithoutCancel(ctx), s, node)
+		_ = g.leave()
 		return nil, err
 	}
 	g.view = view
@@ -143,10 +150,15 @@ func (g *Group) Update(ctx context.Context, data []byte) error {
 	return g.publish(ctx)
 }
 
-// Close leaves the group: the member node is deleted and not re-created.
-// Only this session's node is deleted; a node another session made at the
-// same path is left alone.
-func (g *Group) Close(ctx context.Context) error {
+// Close leaves the group: the member node is deleted and not re-created,
+// and the Events channel closes. Only this session's node is deleted; a
+// node another session made at the same path is left alone. Close waits
+// for the delete up to the session timeout; if it has not gone through by
+// then (a suspension that outlasts it), Close returns nil and keeps trying
+// in the background until the node is gone or its session is lost or
+// closed (the node goes with its session). A second Close returns
+// ErrClosed. After Close, Members reports the membership as last seen.
+func (g *Group) Close() error {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -155,6 +167,47 @@ func (g *Group) Close(ctx context.Context) error {
 	g.closed = true
 	g.mu.Unlock()
 	g.unstep()
-	g.view.Close()
-	return deleteOwn(ctx, g.s, g.node)
+	_ = g.view.Close()
+	return g.leave()
+}
+
+// leave deletes this member's node, within the session timeout, then in
+// the background (see Close).
+func (g *Group) leave() error {
+	life, end := context.WithCancel(context.Background())
+	lost, stop := queue.LostSignal(g.s, g.s.SessionID())
+	go func() {
+		defer stop()
+		select {
+		case <-lost: // the node went with its session
+		case <-life.Done():
+		}
+		end()
+	}()
+	ctx, cancel := context.WithTimeout(life, g.s.Timeout())
+	err := deleteOwn(ctx, g.s, g.node)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && life.Err() == nil
+	cancel()
+	if !timedOut {
+		if life.Err() != nil || errors.Is(err, resilience.ErrClosed) || errors.Is(err, resilience.ErrSessionLost) {
+			err = nil // no session, no node
+		}
+		end()
+		return err
+	}
+	go func() {
+		defer end()
+		for try := 1; life.Err() == nil; try++ {
+			if deleteOwn(life, g.s, g.node) == nil {
+				return
+			}
+			t := time.NewTimer(min(time.Duration(try)*100*time.Millisecond, time.Second))
+			select {
+			case <-life.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}()
+	return nil
 }

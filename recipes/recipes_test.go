@@ -56,7 +56,7 @@ func TestGroupMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(ctx)
+	defer b.Close()
 	waitMembers(t, b, "a", "b")
 	waitMembers(t, a, "a", "b")
 	if err := a.Update(ctx, []byte("alpha2")); err != nil {
@@ -109,7 +109,7 @@ func TestGroupMembership(t *testing.T) {
 	if got := string(b.Members()["a"]); got != "alpha2" {
 		t.Errorf("observer sees member a as %q, want alpha2", got)
 	}
-	if err := a.Close(ctx); err != nil {
+	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitMembers(t, b, "b")

@@ -31,6 +31,8 @@ const (
 	Initialized
 )
 
+// String returns the event type's name: added, updated, removed or
+// initialized.
 func (t TreeEventType) String() string {
 	switch t {
 	case NodeAdded:
@@ -59,21 +61,41 @@ type TreeEvent struct {
 	Node TreeNode
 }
 
-// TreeCacheOption configures a TreeCache.
+// TreeCacheOption configures a TreeCache (and the caches built on one:
+// NodeCache, Group's view).
 type TreeCacheOption func(*treeOptions)
 
 type treeOptions struct {
-	maxDepth    int
+	maxDepth    int // -1: no limit
+	depthSet    bool
 	concurrency int
 }
 
-// WithMaxDepth limits the cache to nodes at most depth levels below the
-// root (0: the root alone). Default: no limit.
-func WithMaxDepth(depth int) TreeCacheOption { return func(o *treeOptions) { o.maxDepth = depth } }
+const defaultConcurrency = 512
 
-// WithLoadConcurrency bounds the reads in flight while loading (default 512).
-func WithLoadConcurrency(n int) TreeCacheOption {
-	return func(o *treeOptions) { o.concurrency = max(n, 1) }
+// validate reports the first bad option value.
+func (o treeOptions) validate() error {
+	if o.depthSet && o.maxDepth < 0 {
+		return fmt.Errorf("%w: WithMaxDepth(%d): depth must be 0 or more (leave the option out for no limit)", ErrInvalidOption, o.maxDepth)
+	}
+	if o.concurrency < 1 {
+		return fmt.Errorf("%w: WithConcurrency(%d): need at least 1 read in flight", ErrInvalidOption, o.concurrency)
+	}
+	return nil
+}
+
+// WithMaxDepth limits the cache to nodes at most depth levels below the
+// root (0: the root alone). Default: no limit. A negative depth makes
+// NewTreeCache fail with ErrInvalidOption.
+func WithMaxDepth(depth int) TreeCacheOption {
+	return func(o *treeOptions) { o.maxDepth, o.depthSet = depth, true }
+}
+
+// WithConcurrency bounds the reads in flight while the cache loads or
+// reloads the subtree (default 512). A value below 1 makes NewTreeCache
+// fail with ErrInvalidOption.
+func WithConcurrency(n int) TreeCacheOption {
+	return func(o *treeOptions) { o.concurrency = n }
 }
 
 // TreeCache keeps a copy of a subtree, following it with watches: an
@@ -105,6 +127,9 @@ type TreeCache struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	unlisten []func()
+
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // watchMark records a watch on one session. It is put down before the
@@ -122,14 +147,22 @@ type treeEntry struct {
 }
 
 // NewTreeCache loads the subtree at root and follows it until Close. A
-// missing root is watched for and loaded when it appears.
+// missing root is watched for and loaded when it appears. It rejects a nil
+// session and an invalid root with an error wrapping ErrInvalidArgument,
+// and a bad option value with one wrapping ErrInvalidOption.
 func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts ...TreeCacheOption) (*TreeCache, error) {
-	if err := resilience.ValidatePath(root, false); err != nil {
+	if err := checkPath(root); err != nil {
 		return nil, err
 	}
-	o := treeOptions{maxDepth: -1, concurrency: 512}
+	o := treeOptions{maxDepth: -1, concurrency: defaultConcurrency}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkSession(s); err != nil {
+		return nil, err
 	}
 	c := &TreeCache{
 		s: s, root: root, opts: o,
@@ -143,7 +176,7 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 	if err := traced(ctx, s, "zkrecipes.treecache.load", root, func(ctx context.Context) error {
 		return c.load(ctx, []string{root}, true)
 	}); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, err
 	}
 	c.feed.Push(TreeEvent{Type: Initialized})
@@ -164,7 +197,8 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 	return c, nil
 }
 
-// Get returns the cached node at p.
+// Get returns the cached node at p. After Close it answers from the cache
+// as it was then, as do Children, Len and Snapshot.
 func (c *TreeCache) Get(p string) (TreeNode, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -212,13 +246,22 @@ func (c *TreeCache) Snapshot() map[string]TreeNode {
 // Events returns the channel of changes; it is closed by Close.
 func (c *TreeCache) Events() <-chan TreeEvent { return c.feed.C() }
 
-// Close stops following the subtree and closes the Events channel.
-func (c *TreeCache) Close() {
+// Close stops following the subtree and closes the Events channel. It
+// makes no request, so it returns at once; a second Close returns
+// ErrClosed.
+func (c *TreeCache) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closed = true
 	for _, f := range c.unlisten {
 		f()
 	}
 	c.cancel()
 	c.wg.Wait()
+	return nil
 }
 
 func (c *TreeCache) poke() {
@@ -531,13 +574,15 @@ func (c *TreeCache) removeLocked(p string) {
 	c.feed.Push(TreeEvent{Type: NodeRemoved, Node: TreeNode{Path: p, Data: e.data, Stat: e.stat}})
 }
 
-// NodeCache follows a single node: a TreeCache of depth 0.
+// NodeCache follows a single node: a TreeCache of depth 0, whose methods
+// (Events, Close, ...) it has.
 type NodeCache struct {
 	*TreeCache
 }
 
 // NewNodeCache loads the node at p and follows it until Close (a missing
-// node is watched for).
+// node is watched for). It rejects a nil session and an invalid path with
+// an error wrapping ErrInvalidArgument.
 func NewNodeCache(ctx context.Context, s *resilience.Session, p string) (*NodeCache, error) {
 	tc, err := NewTreeCache(ctx, s, p, WithMaxDepth(0))
 	if err != nil {
