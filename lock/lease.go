@@ -2,80 +2,78 @@ package lock
 
 import (
 	"context"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/hold"
 	"github.com/zkrecipes/zkrecipes/internal/queue"
-	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// Lease is one holding of a lock or semaphore. Its Context is cancelled
-// when the holding ends: by Release (cause ErrReleased) or by loss (cause
-// wrapping ErrLeaseLost). A Lease needs no goroutine of its own while held:
-// session transitions reach it through a listener.
+// Lease is one holding of a lock or semaphore; the package doc's "Leases"
+// section describes how it ends and what its methods promise. A Lease
+// needs no goroutine of its own while held.
 type Lease struct {
 	h *hold.Hold
 }
 
-func newLease(ctx context.Context, s *resilience.Session, e queue.Entry, policy resilience.LossPolicy, tel *telemetry, kind string, token int64) (*Lease, error) {
-	h, err := hold.New(s, e, hold.Config{
-		Policy: policy, Token: token, Lost: ErrLeaseLost, Released: ErrReleased, Parent: ctx,
-		OnEnd: func(lost bool, cause error) {
-			tel.held.Add(context.Background(), -1, tel.kindAttr(kind))
-			if lost {
-				tel.lost(kind, cause)
-			}
-		},
+// leaseErr is a lease's own copy of ErrLeaseLost or ErrReleased, naming the
+// lock, so that every error the lease returns says which lock it was.
+type leaseErr struct {
+	msg string
+	err error
+}
+
+func (e *leaseErr) Error() string { return e.msg }
+func (e *leaseErr) Unwrap() error { return e.err }
+
+// newLease starts holding e, whose turn has come; ctx is the acquisition's
+// (with its span), whose values the lease's context keeps.
+func newLease(ctx context.Context, b *base, e queue.Entry, kind string, token int64) (*Lease, error) {
+	what := describe(kind, b.path)
+	began := time.Now()
+	h, err := hold.New(b.s, e, hold.Config{
+		Policy:   b.opts.policy,
+		Token:    token,
+		Lost:     &leaseErr{"lock: lease of " + what + " lost", ErrLeaseLost},
+		Released: &leaseErr{"lock: lease of " + what + " released", ErrReleased},
+		Parent:   ctx,
+		OnEnd:    func(lost bool, _ error) { b.tel.ended(kind, began, lost) },
 	})
 	if err != nil {
-		_ = queue.Leave(s, e)
+		_ = queue.Leave(b.s, e)
 		return nil, err
 	}
-	tel.held.Add(context.Background(), 1, tel.kindAttr(kind))
+	b.tel.began(kind)
 	return &Lease{h: h}, nil
 }
 
-// Context returns a context that is cancelled when the lease ends; its
-// context.Cause says why (ErrReleased, or an error wrapping ErrLeaseLost).
+// Context returns a context that carries the values and trace span of the
+// acquisition and is cancelled when the lease ends; context.Cause says why
+// (an error wrapping ErrReleased or ErrLeaseLost).
 func (l *Lease) Context() context.Context { return l.h.Context() }
 
 // Done is Context().Done().
 func (l *Lease) Done() <-chan struct{} { return l.h.Context().Done() }
 
-// Err returns nil while the lease holds, then the reason it ended.
+// Err returns nil while the lease holds, then the reason it ended, as
+// Context's cause.
 func (l *Lease) Err() error { return l.h.Err() }
 
-// Path returns the lease's znode.
+// Path returns the lease's own znode, a child of the lock's path.
 func (l *Lease) Path() string { return l.h.Entry().Path }
 
-// Token returns the fencing token: the czxid of the lease's node; never 0.
-// It is read when the lease is acquired, so Token never blocks, and it
-// returns the same value after the lease has ended (released or lost).
-// Every later holder of the same Mutex (or write side of an RWMutex) has a
-// larger token, so a store that refuses tokens lower than the highest it
-// has seen (see package fence) refuses the writes of a holder that has
-// been superseded. Concurrent holders (RWMutex readers, Semaphore leases)
-// have different tokens, ordered by acquisition, none of which excludes
-// the others.
+// Token returns the lease's fencing token, known at acquisition: never 0,
+// never blocking, the same after the lease ends (see "Fencing").
 func (l *Lease) Token() int64 { return l.h.Token() }
 
-// Guarded runs ops (*zk.CreateRequest, *zk.SetDataRequest, *zk.DeleteRequest,
-// *zk.CheckVersionRequest) as one transaction that applies only if the
-// lease's node still exists, so a write to ZooKeeper-held state is
-// conditional on still holding the lock. It returns the ops' responses, or
-// an error wrapping ErrLeaseLost if the lease has ended or its node is gone
-// (then nothing was written, unless the lease was lost while the
-// transaction was in flight: then it may have been applied while the node
-// still existed).
+// Guarded runs ops as one transaction that applies only while the lease's
+// node exists; on an ended lease it returns an error wrapping
+// ErrLeaseLost (see "Leases" for a loss while in flight).
 func (l *Lease) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	return l.h.Guarded(ctx, ops...)
 }
 
-// Release gives the lease up and deletes its node. If the lease was already
-// lost it returns at once with an error wrapping ErrLeaseLost (the node is
-// gone with its session, or is removed when the session comes back); a
-// second Release returns ErrReleased. If the session ends during the
-// release, the node went with it (ErrLeaseLost). If ctx ends before the
-// node is deleted, the deletion continues in the background.
+// Release gives the lease up and deletes its node; see "Leases" for what
+// it returns on a lease already lost or released.
 func (l *Lease) Release(ctx context.Context) error { return l.h.Release(ctx) }

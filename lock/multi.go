@@ -23,11 +23,17 @@ type MultiLock struct {
 	locks []Locker
 }
 
-// NewMultiLock returns a MultiLock over locks, which must be non-empty and
-// have distinct paths.
+// NewMultiLock returns a MultiLock over locks, which must be non-empty,
+// non-nil and have distinct paths (else an error wrapping
+// ErrInvalidArgument).
 func NewMultiLock(locks ...Locker) (*MultiLock, error) {
 	if len(locks) == 0 {
 		return nil, fmt.Errorf("%w: no locks", ErrInvalidArgument)
+	}
+	for i, l := range locks {
+		if l == nil {
+			return nil, fmt.Errorf("%w: lock %d is nil", ErrInvalidArgument, i)
+		}
 	}
 	sorted := append([]Locker(nil), locks...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path() < sorted[j].Path() })

@@ -9,15 +9,17 @@ import (
 
 // Mutex is a distributed mutual-exclusion lock at a znode path, compatible
 // with Curator's InterProcessMutex (and go-zookeeper/zk's Lock) on the same
-// path; Kazoo Lock contenders are honoured. A Mutex is safe for concurrent
-// use; each Lock call is a separate contender (it is not reentrant).
+// path, and with Kazoo's Lock only if Kazoo is configured to see our nodes
+// (see the package doc). A Mutex is safe for concurrent use; each Lock
+// call is a separate contender (it is not reentrant).
 type Mutex struct {
 	b base
 	q queue.Queue
 }
 
 // NewMutex returns a mutex at path (created as a container when first
-// used). It fails for a nil session or an invalid path.
+// used). It fails with ErrInvalidArgument for a nil session or an invalid
+// path, and with ErrInvalidOption for a bad option.
 func NewMutex(s *resilience.Session, path string, opts ...Option) (*Mutex, error) {
 	b, err := newBase(s, path, opts)
 	if err != nil {
@@ -38,11 +40,15 @@ func (m *Mutex) Path() string { return m.b.path }
 // lease. Connection loss is waited out; if the session is lost while
 // waiting, Lock queues again on the new session.
 func (m *Mutex) Lock(ctx context.Context) (*Lease, error) {
-	return m.b.acquire(ctx, &m.q, "mutex", true)
+	return m.b.acquire(ctx, kindMutex, func(ctx context.Context) (queue.Entry, error) {
+		return m.q.Take(ctx, m.b.s, true)
+	})
 }
 
 // TryLock takes the lock if nobody holds it or waits for it, and otherwise
-// returns ErrLocked at once (after one round trip).
+// returns an error wrapping ErrLocked at once (after one round trip).
 func (m *Mutex) TryLock(ctx context.Context) (*Lease, error) {
-	return m.b.acquire(ctx, &m.q, "mutex", false)
+	return m.b.acquire(ctx, kindMutex, func(ctx context.Context) (queue.Entry, error) {
+		return m.q.Take(ctx, m.b.s, false)
+	})
 }

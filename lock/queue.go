@@ -20,6 +20,25 @@ const (
 	markerWrite     = "__WRIT__"
 )
 
+// The kinds of lock, as the zkrecipes.lock.kind attribute names them.
+const (
+	kindMutex     = "mutex"
+	kindRead      = "read"
+	kindWrite     = "write"
+	kindSemaphore = "semaphore"
+)
+
+// describe names a lock of kind at p the way a user knows it.
+func describe(kind, p string) string {
+	switch kind {
+	case kindRead:
+		return "read lock " + p
+	case kindWrite:
+		return "write lock " + p
+	}
+	return kind + " " + p
+}
+
 // shared is the Blocker of a reader: it holds unless a writer is ahead,
 // and then waits for the nearest one.
 func shared(cs []queue.Contender, idx int) int {
@@ -44,14 +63,14 @@ func newBase(s *resilience.Session, p string, opts []Option) (base, error) {
 		return base{}, fmt.Errorf("%w: nil session", ErrInvalidArgument)
 	}
 	if err := resilience.ValidatePath(p, false); err != nil {
-		return base{}, err
+		return base{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	if p == "/" {
-		return base{}, fmt.Errorf("%w: the root cannot be a lock", resilience.ErrInvalidPath)
+		return base{}, fmt.Errorf("%w: %w \"/\": the root cannot be a lock", ErrInvalidArgument, resilience.ErrInvalidPath)
 	}
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+	o, err := buildOptions(opts)
+	if err != nil {
+		return base{}, err
 	}
 	tel, err := newTelemetry(s, &o)
 	if err != nil {
@@ -60,29 +79,35 @@ func newBase(s *resilience.Session, p string, opts []Option) (base, error) {
 	return base{s: s, path: p, opts: o, tel: tel}, nil
 }
 
-// acquire takes a turn in q and returns it as a lease (or, without wait,
-// gives up with ErrLocked). The queue re-enters itself on a new session and
-// leaves no node behind when it fails or is cancelled.
-func (b *base) acquire(ctx context.Context, q *queue.Queue, kind string, wait bool) (*Lease, error) {
-	return b.tel.acquireSpan(ctx, kind, q.Parent, func(ctx context.Context) (*Lease, error) {
-		for {
-			e, err := q.Take(ctx, b.s, wait)
-			if errors.Is(err, queue.ErrNotFirst) {
-				return nil, ErrLocked
-			}
-			if err != nil {
-				return nil, err
-			}
-			token, err := readToken(ctx, b.s, e)
-			if errors.Is(err, errNodeGone) || errors.Is(err, resilience.ErrSessionLost) {
-				continue // our node went before the lease began: queue again
-			}
-			if err != nil {
-				return nil, err
-			}
-			return newLease(ctx, b.s, e, b.opts.policy, b.tel, kind, token)
+// acquire runs take until its entry's turn has come and returns that entry
+// as a lease, in one span. take returns queue.ErrNotFirst when it gives up
+// without waiting; it re-enters its queue on a new session and leaves no
+// node behind when it fails or is cancelled.
+func (b *base) acquire(ctx context.Context, kind string, take func(context.Context) (queue.Entry, error)) (*Lease, error) {
+	ctx, span, start := b.tel.start(ctx, kind, b.path)
+	l, err := b.acquireLoop(ctx, kind, take)
+	b.tel.finish(ctx, span, start, kind, l, err)
+	return l, err
+}
+
+func (b *base) acquireLoop(ctx context.Context, kind string, take func(context.Context) (queue.Entry, error)) (*Lease, error) {
+	for {
+		e, err := take(ctx)
+		if errors.Is(err, queue.ErrNotFirst) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, describe(kind, b.path))
 		}
-	})
+		if err != nil {
+			return nil, fmt.Errorf("lock: acquiring %s: %w", describe(kind, b.path), err)
+		}
+		token, err := readToken(ctx, b.s, e)
+		if errors.Is(err, errNodeGone) || errors.Is(err, resilience.ErrSessionLost) {
+			continue // our node went before the lease began: queue again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock: acquiring %s: %w", describe(kind, b.path), err)
+		}
+		return newLease(ctx, b, e, kind, token)
+	}
 }
 
 // errNodeGone: the node whose turn came was gone (or not ours) when its

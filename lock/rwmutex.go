@@ -10,13 +10,16 @@ import (
 // RWMutex is a distributed reader/writer lock compatible with Curator's
 // InterProcessReadWriteLock: readers share, a writer is exclusive, and both
 // kinds queue in one order (a reader arriving after a waiting writer waits
-// for it). Kazoo's ReadLock and WriteLock contenders are honoured.
+// for it). Kazoo's ReadLock and WriteLock contenders are seen, but Kazoo
+// sees ours only if configured to (see the package doc).
 type RWMutex struct {
 	b           base
 	read, write queue.Queue
 }
 
-// NewRWMutex returns a reader/writer lock at path.
+// NewRWMutex returns a reader/writer lock at path. It fails with
+// ErrInvalidArgument for a nil session or an invalid path, and with
+// ErrInvalidOption for a bad option.
 func NewRWMutex(s *resilience.Session, path string, opts ...Option) (*RWMutex, error) {
 	b, err := newBase(s, path, opts)
 	if err != nil {
@@ -35,20 +38,26 @@ func (rw *RWMutex) Path() string { return rw.b.path }
 
 // RLock waits for a shared (read) lease.
 func (rw *RWMutex) RLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.read, "read", true)
+	return rw.b.acquire(ctx, kindRead, rw.taker(&rw.read, true))
 }
 
-// TryRLock takes a read lease only if no writer holds or waits ahead.
+// TryRLock takes a read lease only if no writer holds or waits ahead, and
+// otherwise returns an error wrapping ErrLocked.
 func (rw *RWMutex) TryRLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.read, "read", false)
+	return rw.b.acquire(ctx, kindRead, rw.taker(&rw.read, false))
 }
 
 // Lock waits for the exclusive (write) lease.
 func (rw *RWMutex) Lock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.write, "write", true)
+	return rw.b.acquire(ctx, kindWrite, rw.taker(&rw.write, true))
 }
 
-// TryLock takes the write lease only if nobody holds or waits.
+// TryLock takes the write lease only if nobody holds or waits, and
+// otherwise returns an error wrapping ErrLocked.
 func (rw *RWMutex) TryLock(ctx context.Context) (*Lease, error) {
-	return rw.b.acquire(ctx, &rw.write, "write", false)
+	return rw.b.acquire(ctx, kindWrite, rw.taker(&rw.write, false))
+}
+
+func (rw *RWMutex) taker(q *queue.Queue, wait bool) func(context.Context) (queue.Entry, error) {
+	return func(ctx context.Context) (queue.Entry, error) { return q.Take(ctx, rw.b.s, wait) }
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
-
-	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -14,142 +11,97 @@ import (
 
 const markerLease = "lease-"
 
-// errLeaseGone: our lease node was deleted by someone else while counting.
-var errLeaseGone = errors.New("lock: semaphore lease node deleted by someone else")
+// errGuardLost: the session of the mutex that serialises the counting of
+// leases was lost, so another acquirer may be counting.
+var errGuardLost = errors.New("lock: semaphore guard lost while counting leases")
 
 // Semaphore hands out at most N leases at a time. Its layout is that of
 // Curator's InterProcessSemaphoreV2 (a mutex at path/locks serialising
 // acquirers, lease nodes "lease-" under path/leases), so Go and Java
-// clients can share one semaphore; they must agree on N.
+// clients can share one semaphore; they must agree on N. Kazoo's Semaphore
+// has another layout and does not share leases with it.
 type Semaphore struct {
-	b     base
-	max   int
-	guard *Mutex
+	b      base
+	guard  queue.Queue // path/locks: one acquirer at a time counts
+	leases queue.Queue // path/leases: a counting queue of N
 }
 
-// NewSemaphore returns a semaphore of n leases at path. n must be positive.
+// NewSemaphore returns a semaphore of n leases at path. It fails with
+// ErrInvalidArgument for a nil session, an invalid path or n < 1, and with
+// ErrInvalidOption for a bad option.
 func NewSemaphore(s *resilience.Session, path string, n int, opts ...Option) (*Semaphore, error) {
-	if n <= 0 {
-		return nil, fmt.Errorf("%w: semaphore size %d must be positive", ErrInvalidArgument, n)
-	}
 	b, err := newBase(s, path, opts)
 	if err != nil {
 		return nil, err
 	}
-	guard, err := NewMutex(s, path+"/locks", opts...)
-	if err != nil {
-		return nil, err
+	if n < 1 {
+		return nil, fmt.Errorf("%w: semaphore %s: size %d must be at least 1", ErrInvalidArgument, path, n)
 	}
-	return &Semaphore{b: b, max: n, guard: guard}, nil
+	return &Semaphore{
+		b: b,
+		guard: queue.Queue{Parent: path + "/locks", Name: markerLock,
+			Markers: []string{markerLock, markerKazoo}, Data: b.opts.data},
+		leases: queue.Queue{Parent: path + "/leases", Name: markerLease,
+			Markers: []string{markerLease}, Limit: n, Data: b.opts.data},
+	}, nil
 }
 
 // Path returns the semaphore's znode path.
 func (sem *Semaphore) Path() string { return sem.b.path }
 
 // Size returns N, the number of leases.
-func (sem *Semaphore) Size() int { return sem.max }
+func (sem *Semaphore) Size() int { return sem.leases.Limit }
 
-// Acquire waits for a lease.
+// Acquire waits for a lease, or until ctx ends. Like Mutex.Lock it waits
+// out connection loss and queues again on a new session.
 func (sem *Semaphore) Acquire(ctx context.Context) (*Lease, error) {
-	return sem.b.tel.acquireSpan(ctx, "semaphore", sem.b.path, func(ctx context.Context) (*Lease, error) {
-		return sem.acquire(ctx, true)
+	return sem.b.acquire(ctx, kindSemaphore, func(ctx context.Context) (queue.Entry, error) {
+		return sem.take(ctx, true)
 	})
 }
 
-// TryAcquire takes a lease if one is free now, else returns ErrLocked.
+// TryAcquire takes a lease if one is free now (and no other acquirer is
+// counting), and otherwise returns an error wrapping ErrLocked.
 func (sem *Semaphore) TryAcquire(ctx context.Context) (*Lease, error) {
-	return sem.b.tel.acquireSpan(ctx, "semaphore", sem.b.path, func(ctx context.Context) (*Lease, error) {
-		return sem.acquire(ctx, false)
+	return sem.b.acquire(ctx, kindSemaphore, func(ctx context.Context) (queue.Entry, error) {
+		return sem.take(ctx, false)
 	})
 }
 
-func (sem *Semaphore) acquire(ctx context.Context, wait bool) (*Lease, error) {
-	leases := path.Join(sem.b.path, "leases")
+// take adds a lease node while holding the guard, and waits (with wait)
+// until at most N lease nodes exist, its own included.
+func (sem *Semaphore) take(ctx context.Context, wait bool) (queue.Entry, error) {
 	for {
-		// One acquirer at a time counts the leases.
-		var g *Lease
-		var err error
-		if wait {
-			g, err = sem.guard.Lock(ctx)
-		} else {
-			g, err = sem.guard.TryLock(ctx)
-		}
+		g, err := sem.guard.Take(ctx, sem.b.s, wait)
 		if err != nil {
-			return nil, err
+			return queue.Entry{}, err
 		}
-		l, err := sem.take(ctx, g, leases, wait)
-		_ = g.Release(context.WithoutCancel(ctx))
-		if errors.Is(err, resilience.ErrSessionLost) || errors.Is(err, errLeaseGone) || errors.Is(err, ErrLeaseLost) {
-			continue // the guard or our lease node went with its session
+		e, err := sem.takeGuarded(ctx, g, wait)
+		_ = queue.Leave(sem.b.s, g)
+		if errors.Is(err, errGuardLost) || errors.Is(err, resilience.ErrSessionLost) || errors.Is(err, queue.ErrEntryGone) {
+			continue // the guard or our lease node went: count again
 		}
-		return l, err
+		return e, err
 	}
 }
 
-// take adds a lease node and waits until it is among the first N.
-func (sem *Semaphore) take(ctx context.Context, guard *Lease, leases string, wait bool) (*Lease, error) {
-	// Stop waiting if the guard is lost: another acquirer may be counting.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(guard.Context(), cancel)
+// takeGuarded is one count under guard g; it gives up with errGuardLost
+// once g's session is lost, since another acquirer may then be counting.
+func (sem *Semaphore) takeGuarded(ctx context.Context, g queue.Entry, wait bool) (queue.Entry, error) {
+	gctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := queue.OnLost(sem.b.s, g.SessionID, func() { cancel(errGuardLost) })
 	defer stop()
-
-	e, names, err := queue.Join(ctx, sem.b.s, leases, markerLease, sem.b.opts.data)
+	e, err := sem.leases.TakeOnce(gctx, sem.b.s, wait)
 	if err != nil {
-		return nil, guardErr(guard, err)
+		if ctx.Err() == nil && errors.Is(context.Cause(gctx), errGuardLost) {
+			return queue.Entry{}, errGuardLost
+		}
+		return queue.Entry{}, err
 	}
-	lost, unwatch := queue.LostSignal(sem.b.s, e.SessionID)
-	defer unwatch()
-	for {
-		cs := queue.Contenders(names, markerLease)
-		if queue.Index(cs, e.Name) < 0 {
-			if sem.b.s.SessionID() != e.SessionID {
-				return nil, resilience.ErrSessionLost
-			}
-			return nil, errLeaseGone
-		}
-		if len(cs) <= sem.max {
-			token, err := readToken(ctx, sem.b.s, e)
-			if errors.Is(err, errNodeGone) {
-				return nil, errLeaseGone
-			}
-			if err != nil {
-				return nil, guardErr(guard, err)
-			}
-			return newLease(ctx, sem.b.s, e, sem.b.opts.policy, sem.b.tel, "semaphore", token)
-		}
-		if !wait {
-			_ = queue.Leave(sem.b.s, e)
-			return nil, ErrLocked
-		}
-		var ch <-chan zk.Event
-		names, _, ch, err = sem.b.s.ChildrenW(ctx, leases)
-		if err != nil {
-			_ = queue.Leave(sem.b.s, e)
-			return nil, guardErr(guard, err)
-		}
-		if len(queue.Contenders(names, markerLease)) <= sem.max {
-			continue
-		}
-		select {
-		case <-ch:
-			if names, _, err = sem.b.s.Children(ctx, leases); err != nil {
-				_ = queue.Leave(sem.b.s, e)
-				return nil, guardErr(guard, err)
-			}
-		case <-lost:
-			return nil, resilience.ErrSessionLost
-		case <-ctx.Done():
-			_ = queue.Leave(sem.b.s, e)
-			return nil, guardErr(guard, ctx.Err())
-		}
+	if e.SessionID != g.SessionID {
+		_ = queue.Leave(sem.b.s, e)
+		return queue.Entry{}, errGuardLost
 	}
-}
-
-// guardErr reports a lost guard as such, so acquire starts over.
-func guardErr(guard *Lease, err error) error {
-	if gerr := guard.Err(); gerr != nil && !errors.Is(gerr, ErrReleased) {
-		return gerr
-	}
-	return err
+	return e, nil
 }

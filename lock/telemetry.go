@@ -2,9 +2,9 @@ package lock
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -20,82 +20,94 @@ const (
 	Version = resilience.Version
 )
 
+// Telemetry names and attribute keys of this package (the shared ones,
+// zkrecipes.path, zkrecipes.outcome, error.type and zkrecipes.end, are
+// described in the README).
+const (
+	spanAcquire     = "zkrecipes.lock.acquire"
+	metricWait      = "zkrecipes.lock.wait.duration"
+	metricAcquired  = "zkrecipes.lock.acquisitions"
+	metricHeld      = "zkrecipes.lock.held"
+	metricHoldTime  = "zkrecipes.lock.hold.duration"
+	keyKind         = attribute.Key("zkrecipes.lock.kind")
+	keyNode         = attribute.Key("zkrecipes.lock.node")
+	keyToken        = attribute.Key("zkrecipes.lock.token")
+	errorTypeLost   = "lease_lost"
+	errorTypeNoAuth = "no_auth"
+)
+
+// errorClasses are this package's error.type values, tried before the
+// shared ones.
+var errorClasses = []otelx.Class{
+	{Err: ErrLeaseLost, Type: errorTypeLost},
+	{Err: zk.ErrNoAuth, Type: errorTypeNoAuth},
+}
+
 type telemetry struct {
 	tracer       trace.Tracer
 	wait         metric.Float64Histogram
 	acquisitions metric.Int64Counter
 	held         metric.Int64UpDownCounter
-	losses       metric.Int64Counter
+	holdTime     metric.Float64Histogram
 }
 
 func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
 	tracer, m := otelx.Instrumentation(s, o.tp, o.mp, ScopeName)
 	t := &telemetry{tracer: tracer}
 	var err error
-	if t.wait, err = m.Float64Histogram("zkrecipes.lock.wait.duration",
+	if t.wait, err = m.Float64Histogram(metricWait,
 		metric.WithDescription("Time from asking for a lock to getting it or giving up, by kind and outcome."),
 		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
-	if t.acquisitions, err = m.Int64Counter("zkrecipes.lock.acquisitions",
-		metric.WithDescription("Lock acquisition attempts, by kind and outcome."),
-		metric.WithUnit("{attempt}")); err != nil {
+	if t.acquisitions, err = m.Int64Counter(metricAcquired,
+		metric.WithDescription("Leases acquired, by kind."),
+		metric.WithUnit("{lease}")); err != nil {
 		return nil, err
 	}
-	if t.held, err = m.Int64UpDownCounter("zkrecipes.lock.held",
+	if t.held, err = m.Int64UpDownCounter(metricHeld,
 		metric.WithDescription("Leases currently held, by kind."),
 		metric.WithUnit("{lease}")); err != nil {
 		return nil, err
 	}
-	if t.losses, err = m.Int64Counter("zkrecipes.lock.losses",
-		metric.WithDescription("Leases lost without Release, by kind."),
-		metric.WithUnit("{lease}")); err != nil {
+	if t.holdTime, err = m.Float64Histogram(metricHoldTime,
+		metric.WithDescription("How long leases were held, by kind and how they ended (zkrecipes.end: released or lost)."),
+		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-func (t *telemetry) kindAttr(kind string) metric.MeasurementOption {
-	return metric.WithAttributes(attribute.String("zkrecipes.lock.kind", kind))
+// start begins an acquisition's span, a child of the caller's.
+func (t *telemetry) start(ctx context.Context, kind, p string) (context.Context, trace.Span, time.Time) {
+	ctx, span := t.tracer.Start(ctx, spanAcquire, trace.WithAttributes(keyKind.String(kind), otelx.KeyPath.String(p)))
+	return ctx, span, time.Now()
 }
 
-func outcome(err error) string {
-	switch {
-	case err == nil:
-		return "acquired"
-	case errors.Is(err, ErrLocked):
-		return "locked"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "canceled"
-	default:
-		return "error"
-	}
-}
-
-// acquireSpan wraps one acquisition in a span and records its wait.
-func (t *telemetry) acquireSpan(ctx context.Context, kind, path string, fn func(context.Context) (*Lease, error)) (*Lease, error) {
-	start := time.Now()
-	ctx, span := t.tracer.Start(ctx, "zkrecipes.lock.acquire", trace.WithAttributes(
-		attribute.String("zkrecipes.lock.kind", kind),
-		attribute.String("zkrecipes.lock.path", path),
-	))
+// finish ends an acquisition's span and records its wait; a refused
+// TryLock is outcome "refused", not an error.
+func (t *telemetry) finish(ctx context.Context, span trace.Span, start time.Time, kind string, l *Lease, err error) {
 	defer span.End()
-	l, err := fn(ctx)
-	wait := time.Since(start)
-	out := outcome(err)
-	attrs := metric.WithAttributes(attribute.String("zkrecipes.lock.kind", kind), attribute.String("zkrecipes.outcome", out))
-	t.wait.Record(ctx, wait.Seconds(), attrs)
-	t.acquisitions.Add(ctx, 1, attrs)
-	span.SetAttributes(attribute.String("zkrecipes.outcome", out), attribute.Int64("zkrecipes.lock.wait_ms", wait.Milliseconds()))
-	if err != nil && out == "error" {
-		span.RecordError(err)
-	}
+	attrs := append([]attribute.KeyValue{keyKind.String(kind)}, otelx.Finish(span, err, errorClasses, ErrLocked)...)
+	t.wait.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
 	if l != nil {
-		span.SetAttributes(attribute.String("zkrecipes.lock.node", l.h.Entry().Name))
+		span.SetAttributes(keyNode.String(l.h.Entry().Name), keyToken.Int64(l.Token()))
+		t.acquisitions.Add(ctx, 1, metric.WithAttributes(keyKind.String(kind)))
 	}
-	return l, err
 }
 
-func (t *telemetry) lost(kind string, _ error) {
-	t.losses.Add(context.Background(), 1, t.kindAttr(kind))
+// began counts a lease as held.
+func (t *telemetry) began(kind string) {
+	t.held.Add(context.Background(), 1, metric.WithAttributes(keyKind.String(kind)))
+}
+
+// ended counts a lease as no longer held and records how long it was.
+func (t *telemetry) ended(kind string, since time.Time, lost bool) {
+	end := otelx.EndReleased
+	if lost {
+		end = otelx.EndLost
+	}
+	ctx := context.Background()
+	t.held.Add(ctx, -1, metric.WithAttributes(keyKind.String(kind)))
+	t.holdTime.Record(ctx, time.Since(since).Seconds(), metric.WithAttributes(keyKind.String(kind), otelx.KeyEnd.String(end)))
 }
