@@ -42,7 +42,7 @@ func BenchmarkFailoverAfterResign(b *testing.B) {
 	p := electionPath()
 	es := [2]*Election{}
 	for i := range es {
-		es[i], _ = New(connect(b, []string{addr}), p, []string{"a", "b"}[i])
+		es[i], _ = New(connect(b, []string{addr}), p, WithID([]string{"a", "b"}[i]))
 	}
 	ctx := context.Background()
 	leader, err := es[0].Campaign(ctx)

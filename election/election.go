@@ -1,24 +1,3 @@
-// Package election is leader election on ZooKeeper with no two leaders,
-// ever.
-//
-// Candidates queue as ephemeral sequential nodes (Curator LeaderLatch's
-// format, "_c_<uuid>-latch-NNNNNNNNNN" holding the participant id, so Go
-// and Java participants form one election); the lowest leads. Leadership is
-// declared only after the candidate's node is confirmed to belong to the
-// current session (its EphemeralOwner): Curator's LeaderLatch once declared
-// two leaders when an old session's node was still visible after expiry.
-//
-// A leadership Term is a context, cancelled the moment leadership can no
-// longer be trusted, per the LossPolicy (LoseOnSuspend by default: at the
-// first sign of a dead link, before the ensemble can expire the session and
-// elect someone else). Under LoseOnSessionLoss a term survives suspensions,
-// and after each reconnect leadership is re-confirmed the same way, never
-// assumed. Every term carries a fencing token, the czxid of its node.
-//
-// Campaign blocks until this participant leads. Run leads, runs a function
-// with the term's context, steps down, and campaigns again until its own
-// context ends (Curator's LeaderSelector with auto-requeue). Leader,
-// Participants and Observe serve non-candidates.
 package election
 
 import (
@@ -26,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"time"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
@@ -39,16 +18,26 @@ import (
 
 // Errors; test with errors.Is.
 var (
-	// ErrTermLost means leadership ended without Resign: the session was
+	// ErrTermLost means leadership ended without resigning: the session was
 	// suspended (LoseOnSuspend) or lost, or the candidate node is gone.
 	ErrTermLost = errors.New("election: term lost")
-	// ErrResigned is the cause of a resigned term's context, and the error
-	// of a second Resign.
+	// ErrResigned is wrapped by the cause of a term given up (by Resign, by
+	// Run, or by closing the session), and is the error of a second Resign.
 	ErrResigned = errors.New("election: resigned")
 	// ErrNoLeader is returned by Leader when there are no candidates.
 	ErrNoLeader = errors.New("election: no leader")
-	// ErrInvalidArgument is returned for a nil session or an empty id.
+	// ErrInvalidArgument is wrapped by the error of New for a nil session or
+	// a bad path (with resilience.ErrInvalidPath), and of Campaign, Run and
+	// WaitLeading on an Election without a participant id.
 	ErrInvalidArgument = errors.New("election: invalid argument")
+	// ErrInvalidOption is wrapped by the error of New for a bad option value.
+	ErrInvalidOption = errors.New("election: invalid option")
+	// ErrClosed is wrapped by the error of Campaign, Run and WaitLeading
+	// once the session is closed (the error wraps resilience.ErrClosed too).
+	ErrClosed = errors.New("election: closed")
+	// ErrLeaderPanicked is wrapped by the error Run returns when its
+	// function panicked.
+	ErrLeaderPanicked = errors.New("election: leader function panicked")
 )
 
 // markerLatch is Curator LeaderLatch's node name.
@@ -58,12 +47,22 @@ const markerLatch = "latch-"
 type Option func(*options)
 
 type options struct {
+	id     string
+	idSet  bool
 	policy resilience.LossPolicy
 	tp     trace.TracerProvider
 	mp     metric.MeterProvider
 }
 
-// WithLossPolicy sets when terms count as lost (default LoseOnSuspend).
+// WithID makes the Election a participant named id: the id is stored in
+// its candidate node (so it must be non-empty UTF-8) and is what Leader and
+// Subscribe report while it leads. Without WithID an Election only
+// observes.
+func WithID(id string) Option { return func(o *options) { o.id, o.idSet = id, true } }
+
+// WithLossPolicy sets when terms count as lost (default
+// resilience.LoseOnSuspend). A value that is not a defined policy makes New
+// fail with ErrInvalidOption.
 func WithLossPolicy(p resilience.LossPolicy) Option { return func(o *options) { o.policy = p } }
 
 // WithTracerProvider sets the tracer provider (default: the session's).
@@ -72,62 +71,101 @@ func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options
 // WithMeterProvider sets the meter provider (default: the session's).
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
 
-// Election is one participant's handle on the election at a path. It is
-// safe for concurrent use, but one participant should campaign once at a
-// time.
+// Election is a handle on the election at a path: a participant's (WithID)
+// or an observer's. It is safe for concurrent use, but a participant should
+// campaign once at a time (one Campaign or Run).
 type Election struct {
 	s    *resilience.Session
 	path string
-	id   string
 	opts options
 	q    queue.Queue
 	tel  *telemetry
+
+	mu    sync.Mutex
+	cur   *Term         // the latest term won, if any
+	began chan struct{} // closed when a term begins, then replaced
 }
 
-// New returns participant id's handle on the election at path. id is stored
-// in the candidate node (UTF-8) and is what Leader reports.
-func New(s *resilience.Session, electionPath, id string, opts ...Option) (*Election, error) {
+// New returns a handle on the election at electionPath: a participant's
+// with WithID, an observer's without. It fails with an error wrapping
+// ErrInvalidArgument for a nil session or a bad path (then also
+// resilience.ErrInvalidPath; the root cannot hold an election), and
+// ErrInvalidOption for a bad option value.
+func New(s *resilience.Session, electionPath string, opts ...Option) (*Election, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: nil session", ErrInvalidArgument)
 	}
-	if id == "" || !utf8.ValidString(id) {
-		return nil, fmt.Errorf("%w: participant id %q must be non-empty UTF-8", ErrInvalidArgument, id)
-	}
 	if err := resilience.ValidatePath(electionPath, false); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: election path: %w", ErrInvalidArgument, err)
 	}
 	if electionPath == "/" {
-		return nil, fmt.Errorf("%w: the root cannot hold an election", resilience.ErrInvalidPath)
+		return nil, fmt.Errorf("%w: election path: %w %q: the root cannot hold an election", ErrInvalidArgument, resilience.ErrInvalidPath, electionPath)
 	}
 	var o options
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.idSet && (o.id == "" || !utf8.ValidString(o.id)) {
+		return nil, fmt.Errorf("%w: WithID(%q): a participant id must be non-empty UTF-8", ErrInvalidOption, o.id)
+	}
+	if !o.policy.Valid() {
+		return nil, fmt.Errorf("%w: WithLossPolicy(%s): not a defined resilience.LossPolicy", ErrInvalidOption, o.policy)
 	}
 	tel, err := newTelemetry(s, &o)
 	if err != nil {
 		return nil, err
 	}
 	return &Election{
-		s: s, path: electionPath, id: id, opts: o, tel: tel,
-		q: queue.Queue{Parent: electionPath, Name: markerLatch, Markers: []string{markerLatch}, Data: []byte(id)},
+		s: s, path: electionPath, opts: o, tel: tel, began: make(chan struct{}),
+		q: queue.Queue{Parent: electionPath, Name: markerLatch, Markers: []string{markerLatch}, Data: []byte(o.id)},
 	}, nil
 }
 
 // Path returns the election's znode.
 func (e *Election) Path() string { return e.path }
 
-// ID returns this participant's id.
-func (e *Election) ID() string { return e.id }
+// ID returns this participant's id; "" for an observer.
+func (e *Election) ID() string { return e.opts.id }
 
-// Campaign blocks until this participant leads, or ctx ends. Connection
-// loss is waited out; on a new session the candidacy is queued again. A
-// cancelled campaign leaves no node behind.
+// describe names the election and participant in errors.
+func (e *Election) describe() string {
+	if e.opts.id == "" {
+		return fmt.Sprintf("election %s", e.path)
+	}
+	return fmt.Sprintf("election %s, participant %q", e.path, e.opts.id)
+}
+
+// needID fails a candidate's call on an observer.
+func (e *Election) needID(op string) error {
+	if e.opts.id == "" {
+		return fmt.Errorf("%w: %s on election %s: no participant id (New without WithID only observes)", ErrInvalidArgument, op, e.path)
+	}
+	return nil
+}
+
+// closedErr is the error of a candidate's call after the session closed.
+func (e *Election) closedErr() error {
+	return fmt.Errorf("%w (%s): %w", ErrClosed, e.describe(), resilience.ErrClosed)
+}
+
+// Campaign blocks until this participant leads, or ctx ends (then it
+// returns ctx.Err()). Connection loss is waited out; on a new session the
+// candidacy is queued again. A cancelled campaign leaves no node behind.
+// The term's context keeps ctx's values and trace span, not its
+// cancellation. After the session is closed Campaign fails with ErrClosed;
+// on an observer, with ErrInvalidArgument.
 func (e *Election) Campaign(ctx context.Context) (*Term, error) {
-	return e.tel.campaignSpan(ctx, e.path, e.id, func(ctx context.Context) (*Term, error) {
+	if err := e.needID("Campaign"); err != nil {
+		return nil, err
+	}
+	caller := ctx
+	return e.tel.campaignSpan(ctx, e.path, e.opts.id, func(ctx context.Context) (*Term, error) {
 		for {
 			entry, err := e.q.Take(ctx, e.s, true)
 			if err != nil {
-				return nil, err
+				return nil, e.campaignErr(ctx, err)
 			}
 			// Declare leadership only for a node of the current session.
 			ok, st, err := e.s.Exists(ctx, entry.Path)
@@ -137,62 +175,80 @@ func (e *Election) Campaign(ctx context.Context) (*Term, error) {
 				if errors.Is(err, resilience.ErrSessionLost) {
 					continue
 				}
-				return nil, err
+				return nil, e.campaignErr(ctx, err)
 			case !ok || st.EphemeralOwner != entry.SessionID || e.s.SessionID() != entry.SessionID:
 				_ = queue.Leave(e.s, entry)
 				continue
 			}
-			return e.newTerm(ctx, entry, st.Czxid)
+			return e.newTerm(caller, entry, st.Czxid)
 		}
 	})
 }
 
-// Run campaigns, runs fn with the term's context (also cancelled when ctx
-// ends) while this participant leads, resigns when fn returns, and
-// campaigns again, until ctx ends or the session closes. A panic in fn is
-// recovered and counts as fn returning: leadership is given up and Run
-// carries on. Run returns ctx's error, or ErrClosed.
-func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) error {
+func (e *Election) campaignErr(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, resilience.ErrClosed):
+		return e.closedErr()
+	}
+	return fmt.Errorf("%s: campaign: %w", e.describe(), err)
+}
+
+// Leading returns this participant's current term, if it leads now (by
+// Campaign or by Run); false for an observer or between terms.
+func (e *Election) Leading() (*Term, bool) {
+	e.mu.Lock()
+	t := e.cur
+	e.mu.Unlock()
+	if t != nil && t.Err() == nil {
+		return t, true
+	}
+	return nil, false
+}
+
+// WaitLeading blocks until this participant leads, and returns the term. It
+// does not campaign: a Campaign or Run elsewhere must. It returns ctx.Err()
+// when ctx ends first, an error wrapping ErrClosed once the session is
+// closed, and ErrInvalidArgument on an observer.
+func (e *Election) WaitLeading(ctx context.Context) (*Term, error) {
+	if err := e.needID("WaitLeading"); err != nil {
+		return nil, err
+	}
+	closed := make(chan struct{})
+	var once sync.Once
+	stop := e.s.AddListener(func(tr resilience.Transition) {
+		if tr.To == resilience.Closed {
+			once.Do(func() { close(closed) })
+		}
+	})
+	defer stop()
 	for {
-		term, err := e.Campaign(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, resilience.ErrClosed) {
-				return err
-			}
-			e.s.Logger().Warn("election: campaign failed; retrying", "path", e.path, "id", e.id, "error", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
+		e.mu.Lock()
+		t, began := e.cur, e.began
+		e.mu.Unlock()
+		if t != nil && t.Err() == nil {
+			return t, nil
 		}
-		lead, cancel := context.WithCancelCause(term.Context())
-		stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-		if err := call(lead, fn); err != nil && lead.Err() == nil {
-			e.s.Logger().Warn("election: leader function returned", "path", e.path, "id", e.id, "error", err)
+		if e.s.State() == resilience.Closed {
+			return nil, e.closedErr()
 		}
-		stop()
-		cancel(nil)
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.s.Timeout())
-		_ = term.Resign(rctx)
-		rcancel()
-		if ctx.Err() != nil {
-			return ctx.Err()
+		select {
+		case <-began:
+		case <-closed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 }
 
-func call(ctx context.Context, fn func(context.Context) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("election: leader function panicked: %v", r)
-		}
-	}()
-	return fn(ctx)
+// setTerm records t as the current term and wakes WaitLeading.
+func (e *Election) setTerm(t *Term) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cur = t
+	close(e.began)
+	e.began = make(chan struct{})
 }
 
 // Participant is one candidate of an election.
@@ -214,7 +270,7 @@ func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, e.readErr(ctx, err)
 	}
 	var out []Participant
 	for i, c := range queue.Contenders(names, markerLatch) {
@@ -223,7 +279,7 @@ func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 			continue // left meanwhile
 		}
 		if err != nil {
-			return nil, err
+			return nil, e.readErr(ctx, err)
 		}
 		out = append(out, Participant{ID: string(data), Node: c.Name, Leader: i == 0})
 	}
@@ -233,90 +289,35 @@ func (e *Election) Participants(ctx context.Context) ([]Participant, error) {
 	return out, nil
 }
 
+func (e *Election) readErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("election %s: reading the candidates: %w", e.path, err)
+}
+
 // Leader returns the id of the participant first in line, or ErrNoLeader.
 // It reads as Participants does, from the session's server.
 func (e *Election) Leader(ctx context.Context) (string, error) {
 	for {
 		names, _, err := e.s.Children(ctx, e.path)
 		if errors.Is(err, zk.ErrNoNode) {
-			return "", ErrNoLeader
+			return "", fmt.Errorf("%w: election %s does not exist yet", ErrNoLeader, e.path)
 		}
 		if err != nil {
-			return "", err
+			return "", e.readErr(ctx, err)
 		}
 		cs := queue.Contenders(names, markerLatch)
 		if len(cs) == 0 {
-			return "", ErrNoLeader
+			return "", fmt.Errorf("%w: election %s has no candidates", ErrNoLeader, e.path)
 		}
 		data, _, err := e.s.Get(ctx, path.Join(e.path, cs[0].Name))
 		if errors.Is(err, zk.ErrNoNode) {
 			continue // it left between the two reads
 		}
 		if err != nil {
-			return "", err
+			return "", e.readErr(ctx, err)
 		}
 		return string(data), nil
 	}
-}
-
-// LeaderChange is one change of leader seen by Observe.
-type LeaderChange struct {
-	ID   string    // the new leader's participant id; "" when nobody leads
-	Node string    // its node's name
-	At   time.Time // when the change was observed
-}
-
-// Observe reports the leader now and every change after, until ctx ends
-// (then the channel is closed). It needs no candidacy. A slow reader gets
-// the latest leader, not every intermediate one. It survives connection
-// loss and session expiry (it watches again on the new session).
-func (e *Election) Observe(ctx context.Context) <-chan LeaderChange {
-	out := make(chan LeaderChange, 1)
-	go func() {
-		defer close(out)
-		last := "\x00" // nothing sent yet
-		for ctx.Err() == nil {
-			names, _, ch, err := e.s.ChildrenW(ctx, e.path)
-			if errors.Is(err, zk.ErrNoNode) {
-				// No election yet: wait for its node.
-				var ok bool
-				ok, _, ch, err = e.s.ExistsW(ctx, e.path)
-				if err == nil && ok {
-					continue
-				}
-			}
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, resilience.ErrClosed) {
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			change := LeaderChange{At: time.Now()}
-			if cs := queue.Contenders(names, markerLatch); len(cs) > 0 {
-				data, _, err := e.s.Get(ctx, path.Join(e.path, cs[0].Name))
-				if errors.Is(err, zk.ErrNoNode) {
-					continue
-				}
-				if err != nil {
-					continue
-				}
-				change.ID, change.Node = string(data), cs[0].Name
-			}
-			if change.Node != last {
-				last = change.Node
-				select {
-				case <-out: // drop the stale one the reader has not taken
-				default:
-				}
-				out <- change
-			}
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,7 +40,7 @@ func TestCampaignResignAndFailover(t *testing.T) {
 	var sessions []*resilience.Session
 	for i := 0; i < 3; i++ {
 		s := connect(t, ens.Addrs())
-		e, err := New(s, p, fmt.Sprintf("node-%d", i))
+		e, err := New(s, p, WithID(fmt.Sprintf("node-%d", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,14 +102,15 @@ func TestCampaignResignAndFailover(t *testing.T) {
 	if t1.Token() <= t0.Token() {
 		t.Errorf("token did not increase: %d then %d", t0.Token(), t1.Token())
 	}
-	// Closing the leader's session hands over too.
+	// Closing the leader's session hands over too, and ends its term as
+	// resigned: the close is the holder's own doing.
 	sessions[w1.i].Close()
 	t2 := (<-terms).term
 	if t2 == nil {
 		t.FailNow()
 	}
-	if !errors.Is(t1.Err(), ErrTermLost) {
-		t.Errorf("term of a closed session: %v, want ErrTermLost", t1.Err())
+	if !errors.Is(t1.Err(), ErrResigned) || errors.Is(t1.Err(), ErrTermLost) {
+		t.Errorf("term of a closed session: %v, want ErrResigned", t1.Err())
 	}
 	if t2.Token() <= t1.Token() {
 		t.Errorf("token did not increase: %d then %d", t1.Token(), t2.Token())
@@ -132,8 +134,8 @@ func TestFailoverAfterExpiry(t *testing.T) {
 	timeout := 2 * time.Second
 	ls := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(timeout))
 	ws := connect(t, []string{ens.Server(1).Addr(), ens.Server(2).Addr()})
-	le, _ := New(ls, p, "leader")
-	we, _ := New(ws, p, "waiter")
+	le, _ := New(ls, p, WithID("leader"))
+	we, _ := New(ws, p, WithID("waiter"))
 	lt, err := le.Campaign(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +230,11 @@ func noTwoLeaders(t *testing.T, pol resilience.LossPolicy) {
 		part := &participant{id: fmt.Sprintf("p%d", i), proxy: px, server: srv}
 		ps = append(ps, part)
 		s := connect(t, []string{px.Addr()}, resilience.WithSessionTimeout(timeout))
-		e, _ := New(s, p, part.id, WithLossPolicy(pol))
+		e, _ := New(s, p, WithID(part.id), WithLossPolicy(pol))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = e.Run(ctx, func(lead context.Context) error {
+			_ = e.Run(ctx, func(lead context.Context, _ *Term) error {
 				start := time.Now()
 				part.leading.Store(true)
 				<-lead.Done()
@@ -317,69 +319,19 @@ func noTwoLeaders(t *testing.T, pol resilience.LossPolicy) {
 	waitChildren(t, obs, p, 0, 20*time.Second)
 }
 
-// Run requeues after each term, survives a panicking leader function, and
-// stops cleanly when its context ends.
-func TestRunRequeuesAndStops(t *testing.T) {
-	needZK(t)
-	p := electionPath()
-	s := connect(t, ens.Addrs())
-	other := connect(t, ens.Addrs())
-	e, _ := New(s, p, "runner")
-	rival, _ := New(other, p, "rival")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var calls atomic.Int32
-	done := make(chan error, 1)
-	go func() {
-		done <- e.Run(ctx, func(lead context.Context) error {
-			switch calls.Add(1) {
-			case 1:
-				panic("leader function blew up")
-			case 2:
-				return errors.New("leader function failed")
-			default:
-				<-lead.Done()
-				return nil
-			}
-		})
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for calls.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Run led only %d times", calls.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// A rival queues behind; Run keeps its candidacy.
-	got := make(chan *Term, 1)
-	go func() {
-		term, err := rival.Campaign(ctx)
-		if err == nil {
-			got <- term
-		}
-	}()
-	waitChildren(t, other, p, 2, 10*time.Second)
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Run returned %v, want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
-	}
-	// Run resigned on the way out; the rival's campaign was cancelled too.
-	waitChildren(t, other, p, 0, 10*time.Second)
-}
-
-func TestObserve(t *testing.T) {
+// Subscribe needs no participant id; its first value is the current
+// leader (none here), then each change.
+func TestSubscribe(t *testing.T) {
 	needZK(t)
 	p := electionPath()
 	ctx, cancel := context.WithCancel(ctxT(t, time.Minute))
 	defer cancel()
 	obsS := connect(t, ens.Addrs())
-	obs, _ := New(obsS, p, "observer")
-	changes := obs.Observe(ctx)
+	obs, err := New(obsS, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := obs.Subscribe(ctx)
 	next := func() LeaderChange {
 		t.Helper()
 		select {
@@ -390,17 +342,27 @@ func TestObserve(t *testing.T) {
 		}
 		return LeaderChange{}
 	}
-	if c := next(); c.ID != "" {
-		t.Fatalf("first observation %+v, want no leader", c)
+	if c := next(); c.ID != "" || c.Node != "" || c.At.IsZero() {
+		t.Fatalf("first value %+v, want no leader", c)
 	}
-	a, _ := New(connect(t, ens.Addrs()), p, "a")
-	b, _ := New(connect(t, ens.Addrs()), p, "b")
+	a, _ := New(connect(t, ens.Addrs()), p, WithID("a"))
+	b, _ := New(connect(t, ens.Addrs()), p, WithID("b"))
 	ta, err := a.Campaign(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := next(); c.ID != "a" {
-		t.Fatalf("observed %+v, want a", c)
+	if c := next(); c.ID != "a" || c.Node != path.Base(ta.Path()) {
+		t.Fatalf("observed %+v, want a (%s)", c, path.Base(ta.Path()))
+	}
+	// A second subscriber starts with the current leader.
+	late := obs.Subscribe(ctx)
+	select {
+	case c := <-late:
+		if c.ID != "a" {
+			t.Fatalf("a late subscriber's first value %+v, want a", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a late subscriber got no first value")
 	}
 	go func() {
 		if tb, err := b.Campaign(ctx); err == nil {
@@ -416,33 +378,105 @@ func TestObserve(t *testing.T) {
 	cancel()
 	for range changes {
 	}
+	for range late {
+	}
+}
+
+// Subscribe's channel closes when the session closes.
+func TestSubscribeClosesWithTheSession(t *testing.T) {
+	needZK(t)
+	s, err := resilience.Connect(ctxT(t, 30*time.Second), ens.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, _ := New(s, electionPath())
+	changes := obs.Subscribe(context.Background())
+	select {
+	case <-changes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no first value")
+	}
+	s.Close()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("Subscribe's channel still open 10s after the session closed")
+		}
+	}
 }
 
 func TestBadInput(t *testing.T) {
-	if _, err := New(nil, "/e", "id"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := New(nil, "/e", WithID("id")); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("nil session: %v", err)
 	}
 	if testing.Short() {
 		return
 	}
 	s := connect(t, ens.Addrs())
-	if _, err := New(s, "/e", ""); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("empty id: %v", err)
-	}
-	if _, err := New(s, "/e", "\xff"); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("invalid UTF-8 id: %v", err)
-	}
-	for _, p := range []string{"", "e", "/", "/e/", "/a//b"} {
-		if _, err := New(s, p, "id"); !errors.Is(err, resilience.ErrInvalidPath) {
-			t.Errorf("New(%q) = %v, want ErrInvalidPath", p, err)
+	for _, id := range []string{"", "\xff"} {
+		if _, err := New(s, "/e", WithID(id)); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("WithID(%q): %v, want ErrInvalidOption", id, err)
 		}
 	}
-	e, _ := New(s, electionPath(), "id")
-	s.Close()
-	if _, err := e.Campaign(ctxT(t, 5*time.Second)); !errors.Is(err, resilience.ErrClosed) {
-		t.Errorf("Campaign after Close: %v", err)
+	for _, pol := range []resilience.LossPolicy{-1, 2, 99} {
+		if _, err := New(s, "/e", WithID("id"), WithLossPolicy(pol)); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("WithLossPolicy(%d): %v, want ErrInvalidOption", pol, err)
+		}
 	}
-	if err := e.Run(ctxT(t, 5*time.Second), func(context.Context) error { return nil }); !errors.Is(err, resilience.ErrClosed) {
-		t.Errorf("Run after Close: %v", err)
+	for _, pol := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
+		if _, err := New(s, "/e", WithID("id"), WithLossPolicy(pol)); err != nil {
+			t.Errorf("WithLossPolicy(%s): %v", pol, err)
+		}
+	}
+	for _, p := range []string{"", "e", "/", "/e/", "/a//b"} {
+		_, err := New(s, p, WithID("id"))
+		if !errors.Is(err, resilience.ErrInvalidPath) || !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("New(%q) = %v, want ErrInvalidArgument and resilience.ErrInvalidPath", p, err)
+		}
+	}
+
+	// An observer cannot campaign.
+	obs, err := New(s, electionPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := obs.Campaign(ctx); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("Campaign without an id: %v, want ErrInvalidArgument", err)
+	}
+	ran := false
+	if err := obs.Run(ctx, func(context.Context, *Term) error { ran = true; return nil }); !errors.Is(err, ErrInvalidArgument) || ran {
+		t.Errorf("Run without an id: %v (ran %v), want ErrInvalidArgument", err, ran)
+	}
+	if _, err := obs.WaitLeading(ctx); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("WaitLeading without an id: %v, want ErrInvalidArgument", err)
+	}
+	if term, ok := obs.Leading(); ok || term != nil {
+		t.Errorf("an observer leads: %v", term)
+	}
+	if _, err := obs.Leader(ctx); !errors.Is(err, ErrNoLeader) {
+		t.Errorf("Leader() of a new election: %v, want ErrNoLeader", err)
+	}
+
+	// After the session's close: ErrClosed, naming the election.
+	p := electionPath()
+	e, _ := New(s, p, WithID("id"))
+	s.Close()
+	for name, err := range map[string]error{
+		"Campaign": func() error { _, err := e.Campaign(ctx); return err }(),
+		"Run":      e.Run(ctx, func(context.Context, *Term) error { return nil }),
+		"WaitLeading": func() error {
+			_, err := e.WaitLeading(ctx)
+			return err
+		}(),
+	} {
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, resilience.ErrClosed) || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s after Close: %v, want ErrClosed naming %s", name, err, p)
+		}
 	}
 }

@@ -20,7 +20,7 @@ func TestInteropWithCuratorLeaderLatch(t *testing.T) {
 		}
 	}
 	gs := connect(t, ens.Addrs())
-	g, _ := New(gs, p, "go-1")
+	g, _ := New(gs, p, WithID("go-1"))
 	term, err := g.Campaign(ctx)
 	if err != nil {
 		t.Fatal(err)

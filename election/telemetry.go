@@ -2,7 +2,6 @@ package election
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -21,10 +20,23 @@ const (
 	Version = resilience.Version
 )
 
+// Attribute keys of this package's spans (besides otelx's).
+const (
+	keyID    = attribute.Key("zkrecipes.election.id")
+	keyNode  = attribute.Key("zkrecipes.election.node")
+	keyToken = attribute.Key("zkrecipes.election.token")
+)
+
+// classes are this package's error.type values.
+var classes = []otelx.Class{
+	{Err: ErrClosed, Type: "closed"},
+	{Err: ErrInvalidArgument, Type: "invalid_argument"},
+}
+
 type telemetry struct {
 	tracer   trace.Tracer
 	campaign metric.Float64Histogram
-	terms    metric.Int64Counter
+	leading  metric.Int64UpDownCounter
 	termLen  metric.Float64Histogram
 }
 
@@ -33,66 +45,59 @@ func newTelemetry(s *resilience.Session, o *options) (*telemetry, error) {
 	t := &telemetry{tracer: tracer}
 	var err error
 	if t.campaign, err = m.Float64Histogram("zkrecipes.election.campaign.duration",
-		metric.WithDescription("Time from starting a campaign to leading or giving up, by outcome."),
+		metric.WithDescription("Time from starting a campaign to leading or giving up, by zkrecipes.outcome."),
 		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
-	if t.terms, err = m.Int64Counter("zkrecipes.election.leadership.changes",
-		metric.WithDescription("Terms begun and ended by this process, by event (elected, resigned, lost)."),
-		metric.WithUnit("{change}")); err != nil {
+	if t.leading, err = m.Int64UpDownCounter("zkrecipes.election.leading",
+		metric.WithDescription("Terms of leadership in progress in this process."),
+		metric.WithUnit("{term}")); err != nil {
 		return nil, err
 	}
 	if t.termLen, err = m.Float64Histogram("zkrecipes.election.term.duration",
-		metric.WithDescription("Length of leadership terms, by how they ended."),
+		metric.WithDescription("Length of leadership terms, by zkrecipes.end (released or lost)."),
 		metric.WithUnit("s")); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
+// campaignSpan runs one campaign in the span zkrecipes.election.campaign,
+// started from the caller's ctx, and records its duration.
 func (t *telemetry) campaignSpan(ctx context.Context, path, id string, fn func(context.Context) (*Term, error)) (*Term, error) {
 	start := time.Now()
 	ctx, span := t.tracer.Start(ctx, "zkrecipes.election.campaign", trace.WithAttributes(
-		attribute.String("zkrecipes.election.path", path),
-		attribute.String("zkrecipes.election.id", id),
+		otelx.KeyPath.String(path), keyID.String(id),
 	))
 	defer span.End()
 	term, err := fn(ctx)
-	outcome := "elected"
-	switch {
-	case err == nil:
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		outcome = "canceled"
-	default:
-		outcome = "error"
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+	attrs := otelx.Finish(span, err, classes)
+	if term != nil {
+		span.SetAttributes(keyNode.String(termNode(term)), keyToken.Int64(term.Token()))
 	}
-	span.SetAttributes(attribute.String("zkrecipes.outcome", outcome))
-	t.campaign.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("zkrecipes.outcome", outcome)))
+	t.campaign.Record(context.WithoutCancel(ctx), time.Since(start).Seconds(), metric.WithAttributes(attrs...))
 	return term, err
 }
 
-// termStarted opens the term's span and returns what to call when it ends.
+func termNode(t *Term) string { return t.h.Entry().Name }
+
+// termStarted opens the term's span, a child of the caller's, and returns
+// the context carrying it and what to call when the term ends.
 func (t *telemetry) termStarted(parent context.Context, path, id, node string, token int64) (context.Context, func(lost bool, cause error, length time.Duration)) {
-	ctx := context.Background()
 	spanCtx, span := t.tracer.Start(parent, "zkrecipes.election.term", trace.WithAttributes(
-		attribute.String("zkrecipes.election.path", path),
-		attribute.String("zkrecipes.election.id", id),
-		attribute.String("zkrecipes.election.node", node),
-		attribute.Int64("zkrecipes.election.token", token),
+		otelx.KeyPath.String(path), keyID.String(id), keyNode.String(node), keyToken.Int64(token),
 	))
-	t.terms.Add(ctx, 1, metric.WithAttributes(attribute.String("zkrecipes.event", "elected")))
+	mctx := context.WithoutCancel(spanCtx)
+	t.leading.Add(mctx, 1)
 	return spanCtx, func(lost bool, cause error, length time.Duration) {
-		outcome := "resigned"
+		end := otelx.EndReleased
 		if lost {
-			outcome = "lost"
+			end = otelx.EndLost
 			span.SetStatus(codes.Error, cause.Error())
 		}
-		attrs := metric.WithAttributes(attribute.String("zkrecipes.event", outcome))
-		t.terms.Add(ctx, 1, attrs)
-		t.termLen.Record(ctx, length.Seconds(), metric.WithAttributes(attribute.String("zkrecipes.outcome", outcome)))
-		span.SetAttributes(attribute.String("zkrecipes.outcome", outcome))
+		t.leading.Add(mctx, -1)
+		t.termLen.Record(mctx, length.Seconds(), metric.WithAttributes(otelx.KeyEnd.String(end)))
+		span.SetAttributes(otelx.KeyEnd.String(end))
 		span.End()
 	}
 }

@@ -33,7 +33,7 @@ func TestTermTokenIsTheNodesCzxidAndOutlivesTheTerm(t *testing.T) {
 			s := connect(t, ens.Addrs())
 			obs := connect(t, ens.Addrs())
 			ctx := ctxT(t, time.Minute)
-			e, err := New(s, electionPath(), "leader", WithLossPolicy(policy))
+			e, err := New(s, electionPath(), WithID("leader"), WithLossPolicy(policy))
 			if err != nil {
 				t.Fatal(err)
 			}
