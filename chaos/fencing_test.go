@@ -11,14 +11,15 @@ import (
 	"github.com/zkrecipes/zkrecipes/fence"
 )
 
-// The lock lane's holders write to one fenced store (fence.Store) with
-// their lease's token: once as their holding begins, every fenceEvery
-// while it lasts, and once as it ends (at its planned end or at its loss:
-// a write in flight as the lease goes). A holder that ignores its loss
-// keeps writing; the store must refuse it once the next holder has
-// written.
+// The lock lane's holders and the leaders write to one fenced store
+// (fence.Store), each lane to its own resource, with their lease's or
+// term's token: once as their holding begins, every fenceEvery while it
+// lasts, and once as it ends (at its planned end or at its loss: a write
+// in flight as the holding goes). A holder that ignores its loss keeps
+// writing; the store must refuse it once the next holder has written.
 
-// fenceResource is the one resource of the store the lock guards.
+// fenceResource is a resource of the store used by tests outside the
+// run's lanes.
 const fenceResource = "guarded"
 
 // fenceEvery is how often a lock holder writes while it holds.
@@ -27,7 +28,7 @@ const fenceEvery = 75 * time.Millisecond
 // fenceWrite is one write to the fenced store, on the one clock: at is
 // when the call was made, done when it returned.
 type fenceWrite struct {
-	who      string
+	who, res string
 	token    int64
 	at, done time.Time
 	accepted bool
@@ -47,15 +48,15 @@ func (l *fenceLog) all() []fenceWrite {
 
 // fencedWrite makes one write of who's with token to the suite's store and
 // records it. A refusal must be for a stale token.
-func (su *suite) fencedWrite(who string, token int64) {
+func (su *suite) fencedWrite(who, res string, token int64) {
 	at := time.Now()
-	err := su.fstore.Write(fenceResource, token, []byte(who))
+	err := su.fstore.Write(res, token, []byte(who))
 	done := time.Now()
 	if err != nil && !errors.Is(err, fence.ErrStaleToken) {
 		su.t.Errorf("fenced write by %s: %v, want nil or fence.ErrStaleToken", who, err)
 	}
 	su.fences.mu.Lock()
-	su.fences.ws = append(su.fences.ws, fenceWrite{who: who, token: token, at: at, done: done, accepted: err == nil})
+	su.fences.ws = append(su.fences.ws, fenceWrite{who: who, res: res, token: token, at: at, done: done, accepted: err == nil})
 	su.fences.mu.Unlock()
 }
 
@@ -65,8 +66,21 @@ func (su *suite) fencedWrite(who string, token int64) {
 // writes as its holding begins, so a store that fences never accepts one.
 // (A holding that merely began, by the ledger, before a stale write
 // landed but had not written yet is not counted: the store cannot know
-// of it.)
+// of it.) Each resource is fenced on its own.
 func staleAccepted(ws []fenceWrite) []fenceWrite {
+	byRes := map[string][]fenceWrite{}
+	for _, w := range ws {
+		byRes[w.res] = append(byRes[w.res], w)
+	}
+	var out []fenceWrite
+	for _, rws := range byRes {
+		out = append(out, staleAcceptedOne(rws)...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out
+}
+
+func staleAcceptedOne(ws []fenceWrite) []fenceWrite {
 	first := map[int64]time.Time{} // token: its first accepted write's return
 	for _, w := range ws {
 		if f, ok := first[w.token]; w.accepted && (!ok || w.done.Before(f)) {

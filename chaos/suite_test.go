@@ -160,8 +160,8 @@ type suite struct {
 	counterStart int32
 	lw           lostWrites // under fmu
 
-	// fstore is the fenced store the lock lane's holders write to, fences
-	// the record of their writes.
+	// fstore is the fenced store the lock lane's holders and the leaders
+	// write to (a resource each), fences the record of their writes.
 	fstore fence.Store
 	fences fenceLog
 	// losses are the clients' Lost transitions, under lmu.
@@ -257,7 +257,7 @@ func (su *suite) hold(c *client, res string, lctx context.Context, lostErr error
 	timer := time.NewTimer(planned)
 	var tick <-chan time.Time
 	if token != 0 {
-		su.fencedWrite(c.name, token)
+		su.fencedWrite(c.name, res, token)
 		tk := time.NewTicker(fenceEvery)
 		defer tk.Stop()
 		tick = tk.C
@@ -276,11 +276,11 @@ wait:
 		case <-su.ctx.Done():
 			break wait
 		case <-tick:
-			su.fencedWrite(c.name, token)
+			su.fencedWrite(c.name, res, token)
 		}
 	}
 	if token != 0 {
-		su.fencedWrite(c.name, token)
+		su.fencedWrite(c.name, res, token)
 	}
 	end := time.Now()
 	timer.Stop()
@@ -414,7 +414,7 @@ func (su *suite) semaphores(wg *sync.WaitGroup, n int) {
 func (su *suite) electors(wg *sync.WaitGroup, n int) {
 	for i := 0; i < n; i++ {
 		c := su.newClient(fmt.Sprintf("elector%d", i), "elector")
-		e, err := election.New(c.s, su.base+"/election", c.name)
+		e, err := election.New(c.s, su.base+"/election", election.WithID(c.name))
 		if err != nil {
 			su.t.Fatal(err)
 		}
@@ -422,9 +422,9 @@ func (su *suite) electors(wg *sync.WaitGroup, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = e.Run(su.ctx, func(lead context.Context) error {
+			_ = e.Run(su.ctx, func(lead context.Context, t *election.Term) error {
 				d := draw(rng, termMix)
-				su.hold(c, resTerm, lead, election.ErrTermLost, d, su.cfg.bugs.leaderIgnoresLoss && d >= longHold, 0)
+				su.hold(c, resTerm, lead, election.ErrTermLost, d, su.cfg.bugs.leaderIgnoresLoss && d >= longHold, t.Token())
 				return nil
 			})
 		}()

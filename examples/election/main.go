@@ -99,14 +99,14 @@ func run(ctx context.Context) error {
 			return err
 		}
 		defer s.Close()
-		e, err := election.New(s, path, w.id)
+		e, err := election.New(s, path, election.WithID(w.id))
 		if err != nil {
 			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = e.Run(runCtx, func(lead context.Context) error {
+			_ = e.Run(runCtx, func(lead context.Context, t *election.Term) error {
 				start := time.Now()
 				mu.Lock()
 				leading[w.id] = true
@@ -115,7 +115,7 @@ func run(ctx context.Context) error {
 					gap = fmt.Sprintf(" (%v after the previous term ended)", start.Sub(lastEnd).Round(time.Millisecond))
 				}
 				mu.Unlock()
-				say("%s LEADS, session %#x%s", w.id, s.SessionID(), gap)
+				say("%s LEADS, session %#x, fencing token %d%s", w.id, s.SessionID(), t.Token(), gap)
 				<-lead.Done()
 				end := time.Now()
 				mu.Lock()

@@ -130,14 +130,14 @@ func run(ctx context.Context) error {
 		if _, err := reg.Register(ctx, registry.Instance{Name: "worker", ID: w.name, Address: "10.0.0." + fmt.Sprint(i+1), Port: registry.Int(8080)}); err != nil {
 			return err
 		}
-		e, err := election.New(w.s, "/showcase/leader", w.name)
+		e, err := election.New(w.s, "/showcase/leader", election.WithID(w.name))
 		if err != nil {
 			return err
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = e.Run(runCtx, func(lead context.Context) error {
+			_ = e.Run(runCtx, func(lead context.Context, t *election.Term) error {
 				mu.Lock()
 				terms++
 				mu.Unlock()

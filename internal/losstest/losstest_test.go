@@ -43,7 +43,7 @@ var contenders = []contender{
 		return &holding{l.Done(), l.Err, l.Release}, nil
 	}},
 	{"election", func(ctx context.Context, s *resilience.Session, path, id string, p resilience.LossPolicy) (*holding, error) {
-		e, err := election.New(s, path, id, election.WithLossPolicy(p))
+		e, err := election.New(s, path, election.WithID(id), election.WithLossPolicy(p))
 		if err != nil {
 			return nil, err
 		}
