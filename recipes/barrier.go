@@ -69,7 +69,7 @@ func deleted(err error) error {
 
 // Wait blocks until the barrier is down, or ctx ends.
 func (b *Barrier) Wait(ctx context.Context) error {
-	return traced(ctx, b.s, "zkrecipes.barrier.wait", b.path, func(ctx context.Context) error {
+	return traced(ctx, b.s, spanBarrierWait, b.path, func(ctx context.Context) error {
 		return waitFor(ctx, b.s, b.path, false)
 	})
 }
@@ -124,7 +124,7 @@ func NewDoubleBarrier(s *resilience.Session, p string, n int) (*DoubleBarrier, e
 
 // Enter blocks until n members have entered.
 func (d *DoubleBarrier) Enter(ctx context.Context) error {
-	return traced(ctx, d.s, "zkrecipes.doublebarrier.enter", d.path, d.enter)
+	return traced(ctx, d.s, spanDoubleEnter, d.path, d.enter, keyMembers.Int(d.n))
 }
 
 func (d *DoubleBarrier) enter(ctx context.Context) error {
@@ -202,7 +202,7 @@ func members(names []string) []string {
 // so each change wakes one member (Curator's algorithm). The last one out
 // takes the ready node down.
 func (d *DoubleBarrier) Leave(ctx context.Context) error {
-	return traced(ctx, d.s, "zkrecipes.doublebarrier.leave", d.path, d.leave)
+	return traced(ctx, d.s, spanDoubleLeave, d.path, d.leave, keyMembers.Int(d.n))
 }
 
 func (d *DoubleBarrier) leave(ctx context.Context) (err error) {

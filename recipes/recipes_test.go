@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/interop"
@@ -376,40 +373,4 @@ func TestSharedCountInterop(t *testing.T) {
 	}
 	check("Kazoo's set", 99)
 
-}
-
-// Waits are traced with spans from the session's tracer provider.
-func TestWaitsAreTraced(t *testing.T) {
-	needZK(t)
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	defer tp.Shutdown(context.Background())
-	ctx := ctxT(t, 30*time.Second)
-	s := connect(t, ens.Addrs(), resilience.WithTracerProvider(tp))
-	b, _ := recipes.NewBarrier(s, testkit.Path("/traced"))
-	if err := b.Set(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- b.Wait(ctx) }()
-	time.Sleep(50 * time.Millisecond)
-	if err := b.Remove(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	var found bool
-	for _, sp := range sr.Ended() {
-		if sp.Name() == "zkrecipes.barrier.wait" && sp.InstrumentationScope().Name == recipes.ScopeName {
-			for _, kv := range sp.Attributes() {
-				if kv.Key == "zkrecipes.outcome" && kv.Value.AsString() == "ok" {
-					found = true
-				}
-			}
-		}
-	}
-	if !found {
-		t.Fatalf("no finished barrier wait span among %d spans", len(sr.Ended()))
-	}
 }

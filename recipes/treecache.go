@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/go-zookeeper/zk"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/zkrecipes/zkrecipes/internal/feed"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -173,9 +174,7 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.unlisten = append(c.unlisten, s.AddNodeListener(c.onNodeEvent))
-	if err := traced(ctx, s, "zkrecipes.treecache.load", root, func(ctx context.Context) error {
-		return c.load(ctx, []string{root}, true)
-	}); err != nil {
+	if err := traced(ctx, s, spanTreeLoad, root, c.loadAll); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -320,9 +319,7 @@ func (c *TreeCache) loop() {
 		c.wmu.Unlock()
 		var err error
 		if full {
-			err = traced(c.ctx, c.s, "zkrecipes.treecache.resync", c.root, func(ctx context.Context) error {
-				return c.load(ctx, []string{c.root}, true)
-			})
+			err = traced(c.ctx, c.s, spanTreeResync, c.root, c.loadAll)
 		} else {
 			var paths []string
 			for p := range data {
@@ -346,6 +343,14 @@ func (c *TreeCache) loop() {
 			c.poke()
 		}
 	}
+}
+
+// loadAll reads the whole subtree, recording on ctx's span how many nodes
+// are cached then.
+func (c *TreeCache) loadAll(ctx context.Context) error {
+	err := c.load(ctx, []string{c.root}, true)
+	trace.SpanFromContext(ctx).SetAttributes(keyTreeCacheNodes.Int(c.Len()))
+	return err
 }
 
 func (c *TreeCache) depth(p string) int {
