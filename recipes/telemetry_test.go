@@ -53,12 +53,12 @@ func checkSpan(t testing.TB, sp sdktrace.ReadOnlySpan, want map[attribute.Key]at
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
-			t.Errorf("span %s: %s = %v (present %v), want %v", sp.Name(), k, g.Emit(), ok, v.Emit())
+			t.Errorf("span %s: %s = %v (present %v), want %v", sp.Name(), k, g.String(), ok, v.String())
 		}
 	}
 	for k, v := range got {
 		if _, ok := want[k]; !ok {
-			t.Errorf("span %s: unexpected attribute %s = %v", sp.Name(), k, v.Emit())
+			t.Errorf("span %s: unexpected attribute %s = %v", sp.Name(), k, v.String())
 		}
 	}
 	if sp.Status().Code != status {
