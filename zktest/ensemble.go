@@ -142,9 +142,9 @@ func (e *Ensemble) setup() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("zktest: %w", err)
 		}
-		p, err := NewProxy("127.0.0.1:0")
+		p, err := newProxy("127.0.0.1:0")
 		if err != nil {
-			return fmt.Errorf("zktest: starting proxy: %w", err)
+			return fmt.Errorf("zktest: starting the proxy of server %d: %w", id, err)
 		}
 		e.servers = append(e.servers, &Server{
 			ens:     e,
@@ -491,12 +491,12 @@ func (e *Ensemble) Close() error {
 		errs := e.killAll()
 		for _, l := range e.linkList() {
 			if err := l.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("zktest: closing link: %w", err))
+				errs = append(errs, err)
 			}
 		}
 		for _, s := range e.servers {
-			if err := s.proxy.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("zktest: closing proxy of server %d: %w", s.id, err))
+			if err := s.proxy.close(); err != nil {
+				errs = append(errs, fmt.Errorf("zktest: closing the proxy of server %d: %w", s.id, err))
 			}
 		}
 		errs = append(errs, e.closeRoutes()...)

@@ -5,19 +5,27 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Link is one client's own path to every server of an ensemble: a Proxy per
 // server, used by that client alone, so a test can partition, slow down or
 // disconnect one client while every other client (and the servers among
-// themselves) carries on. Create one with Ensemble.NewLink and point the
-// client at Link.Addrs. Sessions established through a Link can be expired
-// with Ensemble.ExpireSession like any other.
+// themselves) carries on. Create one per client under test with
+// Ensemble.NewLink and give the client Link.Addrs (or ConnectString) as its
+// server list. Sessions established through a Link can be expired with
+// Ensemble.ExpireSession like any other.
+//
+// The ensemble's own proxies (Ensemble.Addrs, Server.Proxy) are shared by
+// every client that connects through them, so a fault there hits all of
+// those clients, and a client that names every server merely moves to
+// another one. A Link's faults hit its client alone.
 //
 // The methods that change forwarding act on all of the link's proxies at
-// once; Proxy(i) reaches one of them (for example to cut the client off
-// from the server it is connected to while it can still reach the others).
-// All methods are safe for concurrent use.
+// once (Blackhole cuts the client off from the whole ensemble); Proxy(i)
+// reaches one of them, for example to cut the client off from the server
+// it is connected to (ProxyFor its Server address) while it can still
+// reach the others. All methods are safe for concurrent use.
 type Link struct {
 	proxies []*Proxy
 	e       *Ensemble
@@ -31,7 +39,7 @@ func (e *Ensemble) NewLink() (*Link, error) {
 	}
 	l := &Link{e: e}
 	for _, s := range e.servers {
-		p, err := NewProxy(s.DirectAddr())
+		p, err := newProxy(s.DirectAddr())
 		if err != nil {
 			_ = l.Close()
 			return nil, fmt.Errorf("zktest: link to server %d: %w", s.id, err)
@@ -59,8 +67,14 @@ func (l *Link) Addrs() []string {
 // ConnectString returns Addrs joined with commas.
 func (l *Link) ConnectString() string { return strings.Join(l.Addrs(), ",") }
 
-// Proxy returns the link's proxy to server i (0-based, in server order).
-func (l *Link) Proxy(i int) *Proxy { return l.proxies[i] }
+// Proxy returns the link's proxy to server i (0-based, in server order, as
+// Ensemble.Server), or nil when i is out of range.
+func (l *Link) Proxy(i int) *Proxy {
+	if i < 0 || i >= len(l.proxies) {
+		return nil
+	}
+	return l.proxies[i]
+}
 
 // ProxyFor returns the link's proxy whose address is addr (as reported by
 // a client as the server it is connected to), or nil.
@@ -90,6 +104,12 @@ func (l *Link) BlackholeReplies() { l.each((*Proxy).BlackholeReplies) }
 // Reject makes every server refuse the client's connections.
 func (l *Link) Reject() { l.each((*Proxy).Reject) }
 
+// SetLatency delays everything the client and every server send each other
+// by d, one way (see Proxy.SetLatency); d <= 0 removes the delay.
+func (l *Link) SetLatency(d time.Duration) {
+	l.each(func(p *Proxy) { p.SetLatency(d) })
+}
+
 // Heal restores normal forwarding to every server (see Proxy.Heal).
 func (l *Link) Heal() { l.each((*Proxy).Heal) }
 
@@ -111,13 +131,14 @@ func (l *Link) sessionPassword(id int64) ([]byte, bool) {
 
 func (l *Link) dropSession(id int64) { l.each(func(p *Proxy) { p.dropSession(id) }) }
 
-// Close closes the link's proxies and every connection through them. It is
-// idempotent.
+// Close closes the link's proxies and every connection through them (its
+// client sees its connection closed and every reconnect refused). It is
+// idempotent. Ensemble.Close closes every link still open.
 func (l *Link) Close() error {
 	var errs []error
-	for _, p := range l.proxies {
-		if err := p.Close(); err != nil {
-			errs = append(errs, err)
+	for i, p := range l.proxies {
+		if err := p.close(); err != nil {
+			errs = append(errs, fmt.Errorf("zktest: closing the link's proxy to server %d: %w", i+1, err))
 		}
 	}
 	if l.e != nil {

@@ -84,9 +84,9 @@ func (e *Ensemble) setupRoutes() error {
 			}
 			r := &peerRoute{from: from, to: to}
 			var err error
-			if r.quorum, err = NewProxy(""); err == nil {
+			if r.quorum, err = newProxy(""); err == nil {
 				e.routes[[2]int{from.id, to.id}] = r
-				r.election, err = NewProxy("")
+				r.election, err = newProxy("")
 			}
 			if err != nil {
 				return fmt.Errorf("zktest: starting peer proxy from server %d to %d: %w", from.id, to.id, err)
@@ -132,8 +132,8 @@ func (e *Ensemble) closeRoutes() []error {
 			if p == nil {
 				continue
 			}
-			if err := p.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("zktest: closing peer proxy from server %d to %d: %w", r.from.id, r.to.id, err))
+			if err := p.close(); err != nil {
+				errs = append(errs, fmt.Errorf("zktest: closing the peer proxy from server %d to %d: %w", r.from.id, r.to.id, err))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package zktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -82,6 +83,16 @@ const (
 // is dialled once per accepted connection; when that fails the client's
 // connection is closed. Close the proxy when done.
 func NewProxy(target string) (*Proxy, error) {
+	p, err := newProxy(target)
+	if err != nil {
+		return nil, fmt.Errorf("zktest: starting a proxy: %w", err)
+	}
+	return p, nil
+}
+
+// newProxy is NewProxy with the listener's error unwrapped, for callers
+// that say what the proxy was for.
+func newProxy(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -253,6 +264,15 @@ func (p *Proxy) connCount() int {
 // Close stops the proxy: it stops listening, closes every proxied
 // connection and waits for all of its goroutines to end. It is idempotent.
 func (p *Proxy) Close() error {
+	if err := p.close(); err != nil {
+		return fmt.Errorf("zktest: closing proxy %s: %w", p.addr, err)
+	}
+	return nil
+}
+
+// close is Close with the listener's error unwrapped, for callers that say
+// what the proxy was for.
+func (p *Proxy) close() error {
 	p.mu.Lock()
 	if p.closeDone {
 		p.mu.Unlock()
