@@ -1,15 +1,18 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/go-zookeeper/zk"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/zkrecipes/zkrecipes/internal/feed"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -135,16 +138,28 @@ type Event struct {
 // handling, and its full resync after a reconnect or a new session), which
 // decodes each node as an instance. Reads are cheap and safe for concurrent
 // use.
+//
+// A change costs the cache O(1): it updates its map of instances and marks
+// the ordered list stale; the next Instances sorts it once (O(n log n)) and
+// keeps it until the next change. Loading n instances therefore takes time
+// linear in n, and a reader pays for the sort only when something changed.
 type Cache struct {
-	r      *Registry
-	parent string
-	tree   *recipes.TreeCache
+	r       *Registry
+	service string
+	parent  string
+	tree    *recipes.TreeCache
 
-	snap  atomic.Pointer[[]Instance]
-	nodes map[string]Instance // owned by translate
-	bad   map[string]bool     // likewise
+	mu     sync.Mutex
+	nodes  map[string]Instance // by node name; written by translate under mu
+	sorted []Instance          // nodes ordered by id then node name; nil when stale
+	bad    map[string]bool     // owned by translate
+	size   metric.MeasurementOption
+
 	feed  *feed.Feed[Event]
 	ready chan struct{}
+
+	closeMu sync.Mutex
+	closed  bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -152,7 +167,9 @@ type Cache struct {
 }
 
 // NewCache loads service's instances and keeps following them until Close.
-// The initial instances are reported as Added events.
+// The initial instances are reported as Added events. It returns an error
+// wrapping ErrInvalidArgument for a service name that is not a single path
+// element, and ErrClosed after the Registry's Close.
 func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error) {
 	p, err := r.checkService(service)
 	if err != nil {
@@ -163,12 +180,11 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 		return nil, err
 	}
 	c := &Cache{
-		r: r, parent: p, tree: tree,
+		r: r, service: service, parent: p, tree: tree,
 		nodes: map[string]Instance{}, bad: map[string]bool{},
+		size: metric.WithAttributeSet(attribute.NewSet(attribute.String("zkrecipes.registry.service", service))),
 		feed: feed.NewFeed[Event](), ready: make(chan struct{}),
 	}
-	empty := []Instance{}
-	c.snap.Store(&empty)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(2)
 	go c.translate()
@@ -185,9 +201,30 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	}
 }
 
-// Instances returns the cached instances, ordered by id.
+// Instances returns the cached instances, ordered by id (instances of one
+// DynamicSequential id by node name). After Close it returns the last
+// instances the cache saw.
 func (c *Cache) Instances() []Instance {
-	return append([]Instance(nil), (*c.snap.Load())...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sorted == nil {
+		type entry struct {
+			node string
+			in   Instance
+		}
+		all := make([]entry, 0, len(c.nodes))
+		for n, in := range c.nodes {
+			all = append(all, entry{n, in})
+		}
+		slices.SortFunc(all, func(a, b entry) int {
+			return cmp.Or(cmp.Compare(a.in.ID, b.in.ID), cmp.Compare(a.node, b.node))
+		})
+		c.sorted = make([]Instance, len(all))
+		for i, e := range all {
+			c.sorted[i] = e.in
+		}
+	}
+	return slices.Clone(c.sorted)
 }
 
 // Events returns the channel of changes. Events queue up for a slow reader;
@@ -195,16 +232,31 @@ func (c *Cache) Instances() []Instance {
 // Instances already reflects it (or a later state).
 func (c *Cache) Events() <-chan Event { return c.feed.C() }
 
-// Close stops following the service and closes the Events channel.
-func (c *Cache) Close() {
+// Close stops following the service and closes the Events channel. It
+// returns ErrClosed if the cache is already closed.
+func (c *Cache) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closed = true
 	c.tree.Close()
 	c.cancel()
 	c.wg.Wait()
+	return nil
+}
+
+func (c *Cache) isClosed() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	return c.closed
 }
 
 // translate turns the tree's node events into instance events. Each
-// change is published to Instances before its events are queued, so a
-// reader that has received an event finds it reflected in Instances.
+// change is applied to the cache's map (and the ordered list marked stale)
+// before its events are queued, so a reader that has received an event
+// finds it reflected in Instances.
 func (c *Cache) translate() {
 	defer c.wg.Done()
 	for e := range c.tree.Events() {
@@ -215,16 +267,29 @@ func (c *Cache) translate() {
 		if path.Dir(e.Node.Path) != c.parent {
 			continue // the service node itself
 		}
+		c.mu.Lock()
 		evs := c.digest(e)
-		c.publish()
+		if len(evs) > 0 {
+			c.sorted = nil
+		}
+		n := len(c.nodes)
+		c.mu.Unlock()
+		if len(evs) == 0 {
+			continue
+		}
+		c.r.tel.cacheSize.Record(context.Background(), int64(n), c.size)
 		for _, ev := range evs {
+			if ev.Type == Malformed {
+				c.r.tel.malformed.Add(context.Background(), 1, c.size)
+				c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", path.Join(c.parent, ev.Node), "error", ev.Err)
+			}
 			c.feed.Push(ev)
 		}
 	}
 }
 
-// digest applies one tree event to c.nodes and returns what it means for
-// the service's instances.
+// digest applies one tree event to c.nodes (c.mu held) and returns what it
+// means for the service's instances.
 func (c *Cache) digest(e recipes.TreeEvent) []Event {
 	n := path.Base(e.Node.Path)
 	old, known := c.nodes[n]
@@ -239,8 +304,6 @@ func (c *Cache) digest(e recipes.TreeEvent) []Event {
 				evs = append(evs, Event{Type: Removed, Node: n, Instance: old})
 			}
 			c.bad[n] = true
-			c.r.tel.malformed.Add(context.Background(), 1)
-			c.r.s.Logger().Warn("registry: skipping a node that is not an instance", "path", e.Node.Path, "error", err)
 			return append(evs, Event{Type: Malformed, Node: n, Err: err})
 		case !known:
 			delete(c.bad, n)
@@ -258,14 +321,4 @@ func (c *Cache) digest(e recipes.TreeEvent) []Event {
 		}
 	}
 	return nil
-}
-
-func (c *Cache) publish() {
-	list := make([]Instance, 0, len(c.nodes))
-	for _, in := range c.nodes {
-		list = append(list, in)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-	c.snap.Store(&list)
-	c.r.tel.cacheSize.Record(context.Background(), int64(len(list)))
 }
