@@ -9,14 +9,13 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// Run's pause between terms: it starts at runBackoffMin, doubles after
-// each term up to runBackoffMax, and starts again from runBackoffMin after
-// a term that lasted runBackoffReset or longer. (Variables only so that a
-// test can shorten the reset.)
-var (
-	runBackoffMin   = 100 * time.Millisecond
-	runBackoffMax   = 5 * time.Second
-	runBackoffReset = 10 * time.Second
+// Run's pause: the least time from a term's start to the next campaign.
+// It starts at runBackoffMin, doubles (up to runBackoffMax) after a term
+// shorter than itself, and is runBackoffMin again after a term at least as
+// long.
+const (
+	runBackoffMin = 100 * time.Millisecond
+	runBackoffMax = 5 * time.Second
 )
 
 // Run is the service loop of a participant: it campaigns, calls fn while
@@ -31,10 +30,12 @@ var (
 //
 //   - fn returned nil, or returned (with any error) after its context
 //     ended because the term was lost: Run resigns the term if it still
-//     lasts, waits, and campaigns again. The wait starts at 100 ms, doubles
-//     after each term up to 5 s, and starts again at 100 ms after a term
-//     that lasted 10 s or more, so a function that returns at once does not
-//     spin.
+//     lasts and campaigns again, but never sooner than a pause after the
+//     term began. The pause is 100 ms at first; after a term shorter than
+//     the pause it doubles, up to 5 s; after a term at least as long it is
+//     100 ms again. So a function that returns at once, or a term lost as
+//     soon as won, does not spin (100 ms, 200 ms, 400 ms, ... apart), while
+//     a function that works for a while is called again at once.
 //   - fn returned a non-nil error while its term still lasted: Run resigns
 //     and returns that error, wrapped with the election's path and the
 //     participant id (errors.Is and errors.As see fn's error).
@@ -86,19 +87,23 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context, t *Term
 		case ferr != nil && !ended:
 			return fmt.Errorf("%s, term %d: leader function: %w", e.describe(), term.Token(), ferr)
 		}
-		if lasted >= runBackoffReset {
+		wait := time.Until(term.start.Add(pause))
+		if lasted < pause {
+			pause = min(2*pause, runBackoffMax)
+		} else {
 			pause = runBackoffMin
 		}
 		e.s.Logger().Debug("election: term over; campaigning again", "path", e.path, "id", e.opts.id,
-			"token", term.Token(), "term_duration", lasted, "pause", pause, "cause", term.Err(), "error", ferr)
-		t := time.NewTimer(pause)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+			"token", term.Token(), "term_duration", lasted, "wait", max(wait, 0), "cause", term.Err(), "error", ferr)
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
 		}
-		pause = min(2*pause, runBackoffMax)
 	}
 }
 

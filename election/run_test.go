@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,9 +55,10 @@ func waitCalls(t *testing.T, r *runCalls, n int, d time.Duration) {
 }
 
 // A function that returns nil at once is not run in a tight loop: Run
-// resigns and waits before each new campaign, 100 ms, then twice as long
-// each time. Each gap between two calls is at least the pause (a timer
-// never fires early), whatever the machine's speed.
+// campaigns again no sooner than a pause after the term began, 100 ms,
+// then twice as long after each term shorter than the pause. Each call
+// comes at least that pause after the previous term began (a timer never
+// fires early), whatever the machine's speed.
 func TestRunBacksOffBetweenTerms(t *testing.T) {
 	needZK(t)
 	p := electionPath()
@@ -84,11 +84,12 @@ func TestRunBacksOffBetweenTerms(t *testing.T) {
 	var gaps []string
 	first, _, _ := calls.get(0)
 	for i := 1; i < n; i++ {
-		prev, pt, _ := calls.get(i - 1)
+		_, pt, _ := calls.get(i - 1)
 		at, _, _ := calls.get(i)
-		gaps = append(gaps, at.Sub(prev).Round(time.Millisecond).String())
-		if gap := at.Sub(prev); gap < pause {
-			t.Errorf("call %d came %v after call %d, sooner than the pause %v", i+1, gap, i, pause)
+		gap := at.Sub(pt.start)
+		gaps = append(gaps, gap.Round(time.Millisecond).String())
+		if gap < pause {
+			t.Errorf("call %d came %v after term %d began, sooner than the pause %v", i+1, gap, i, pause)
 		}
 		if !errors.Is(pt.Err(), ErrResigned) {
 			t.Errorf("term %d ended with %v, want ErrResigned", i, pt.Err())
@@ -96,32 +97,28 @@ func TestRunBacksOffBetweenTerms(t *testing.T) {
 		pause = min(2*pause, runBackoffMax)
 	}
 	last, _, _ := calls.get(n - 1)
-	t.Logf("%d calls in %v, gaps %v (a spinning Run made 1,175 in 2s)", n, last.Sub(first).Round(time.Millisecond), gaps)
+	t.Logf("%d calls in %v, each after the previous term began: %v (a spinning Run made 1,175 in 2s)", n, last.Sub(first).Round(time.Millisecond), gaps)
 	waitChildren(t, s, p, 0, 10*time.Second)
 }
 
-// After a term that lasted runBackoffReset, the pause starts again from
-// runBackoffMin. Calls 1-4 return at once, so the pause after call 5 would
-// be 1.6 s; call 5 lasts past the (shortened) reset, so the pause after it
-// is 100 ms. Without the reset the gap could not be under 1.6 s.
+// A term at least as long as the pause resets it: calls 1-3 return at once
+// (the pause grows to 800 ms), call 4 works for 900 ms, so the pause is
+// 100 ms again and call 6 comes about 100 ms after call 5 began, not 1.6 s
+// as it would without the reset. A function that works longer than the
+// pause is called again at once.
 func TestRunBackoffResetsAfterALongTerm(t *testing.T) {
 	needZK(t)
-	saved := runBackoffReset
-	runBackoffReset = 300 * time.Millisecond
-	defer func() { runBackoffReset = saved }()
 	s := connect(t, ens.Addrs())
 	e, _ := New(s, electionPath(), WithID("reset"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var calls runCalls
-	var longEnd atomic.Pointer[time.Time]
+	const work = 900 * time.Millisecond
 	done := make(chan error, 1)
 	go func() {
 		done <- e.Run(ctx, func(lead context.Context, term *Term) error {
-			if calls.add(lead, term) == 5 {
-				time.Sleep(runBackoffReset)
-				now := time.Now()
-				longEnd.Store(&now)
+			if calls.add(lead, term) == 4 {
+				time.Sleep(work)
 			}
 			return nil
 		})
@@ -131,16 +128,16 @@ func TestRunBackoffResetsAfterALongTerm(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v", err)
 	}
-	noReset := 16 * runBackoffMin
+	_, t4, _ := calls.get(3)
+	a5, t5, _ := calls.get(4)
 	a6, _, _ := calls.get(5)
-	gap := a6.Sub(*longEnd.Load())
-	if gap >= noReset {
-		t.Errorf("call 6 came %v after the long term ended, want the reset pause %v (without the reset: at least %v)", gap, runBackoffMin, noReset)
+	noReset := 16 * runBackoffMin
+	gap := a6.Sub(t5.start)
+	if gap >= noReset || gap < runBackoffMin {
+		t.Errorf("call 6 came %v after term 5 began; want the reset pause %v (without the reset: at least %v)", gap, runBackoffMin, noReset)
 	}
-	if gap < runBackoffMin {
-		t.Errorf("call 6 came %v after the long term ended, sooner than the pause %v", gap, runBackoffMin)
-	}
-	t.Logf("after a term of %v: next call %v later (pause %v; %v without the reset)", runBackoffReset, gap.Round(time.Millisecond), runBackoffMin, noReset)
+	t.Logf("after a %v term: call 5 %v after it ended, call 6 %v after term 5 began (pause %v; %v without the reset)",
+		work, a5.Sub(t4.start.Add(work)).Round(time.Millisecond), gap.Round(time.Millisecond), runBackoffMin, noReset)
 }
 
 // A function that fails while its term lasts ends Run: once, with fn's
