@@ -4,73 +4,187 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"sort"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
+// The examples run against the package's test ensemble (started by
+// TestMain; under -short, which starts none, testkit leaves them out).
+
+// servers returns the test ensemble's addresses; an application passes
+// its own ensemble's.
+func servers() []string { return ens.Addrs() }
+
+// unique returns a path of its own for each run: the examples share the
+// ensemble with the tests and with earlier runs.
+func unique(name string) string { return fmt.Sprintf("/%s-%d", name, time.Now().UnixNano()) }
+
 func ExampleNewTreeCache() {
-	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := resilience.Connect(ctx, servers())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	cache, err := recipes.NewTreeCache(ctx, s, "/config", recipes.WithMaxDepth(2))
+	root := unique("config")
+	for _, n := range []struct{ path, data string }{{"", "app"}, {"/db", "postgres"}, {"/db/pool", "10"}} {
+		if _, err := s.Create(ctx, root+n.path, []byte(n.data), 0, nil); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	cache, err := recipes.NewTreeCache(ctx, s, root, recipes.WithMaxDepth(2))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer cache.Close()
-	for e := range cache.Events() {
-		fmt.Println(e.Type, e.Node.Path, string(e.Node.Data))
+	show := func(e recipes.TreeEvent) {
+		if e.Type == recipes.Initialized {
+			fmt.Println(e.Type)
+			return
+		}
+		fmt.Println(e.Type, "."+strings.TrimPrefix(e.Node.Path, root), string(e.Node.Data))
 	}
+	// The initial load, level by level, then Initialized.
+	for e := range cache.Events() {
+		show(e)
+		if e.Type == recipes.Initialized {
+			break
+		}
+	}
+	// Each change, as it happens.
+	changes := []func() error{
+		func() error { _, err := s.Set(ctx, root+"/db", []byte("postgres-2"), -1); return err },
+		func() error { _, err := s.Create(ctx, root+"/cache", []byte("redis"), 0, nil); return err },
+		func() error { return s.Delete(ctx, root+"/db/pool", -1) },
+	}
+	for _, change := range changes {
+		if err := change(); err != nil {
+			log.Fatal(err)
+		}
+		show(<-cache.Events())
+	}
+	fmt.Println(cache.Len(), "nodes cached")
+	// Output:
+	// added . app
+	// added ./db postgres
+	// added ./db/pool 10
+	// initialized
+	// updated ./db postgres-2
+	// added ./cache redis
+	// removed ./db/pool 10
+	// 3 nodes cached
 }
 
 func ExampleJoinGroup() {
-	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := resilience.Connect(ctx, servers())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	g, err := recipes.JoinGroup(ctx, s, "/workers", "worker-7", []byte("10.0.0.7"))
+	workers := unique("workers")
+	g, err := recipes.JoinGroup(ctx, s, workers, "worker-7", []byte("10.0.0.7"))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer g.Close()
-	for id, data := range g.Members() {
-		fmt.Println(id, string(data))
+
+	// Another process joins, on its own session.
+	other, err := resilience.Connect(ctx, servers())
+	if err != nil {
+		log.Fatal(err)
 	}
+	defer other.Close()
+	g8, err := recipes.JoinGroup(ctx, other, workers, "worker-8", []byte("10.0.0.8"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for e := range g.Events() {
+		if e.Type == recipes.NodeAdded && e.Node.Path == workers+"/worker-8" {
+			break
+		}
+	}
+	members := g.Members()
+	ids := make([]string, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		fmt.Println(id, string(members[id]))
+	}
+
+	// It leaves.
+	if err := g8.Close(); err != nil {
+		log.Fatal(err)
+	}
+	for e := range g.Events() {
+		if e.Type == recipes.NodeRemoved && e.Node.Path == workers+"/worker-8" {
+			break
+		}
+	}
+	fmt.Println(len(g.Members()), "member left")
+	// Output:
+	// worker-7 10.0.0.7
+	// worker-8 10.0.0.8
+	// 1 member left
 }
 
 func ExampleDoubleBarrier() {
-	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := resilience.Connect(ctx, servers())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	d, err := recipes.NewDoubleBarrier(s, "/jobs/42/barrier", 5)
-	if err != nil {
-		log.Fatal(err)
+	p := unique("job-42-barrier")
+	var mu sync.Mutex
+	var computing []string
+	var wg sync.WaitGroup
+	for _, worker := range []string{"a", "b", "c"} {
+		d, err := recipes.NewDoubleBarrier(s, p, 3)
+		if err != nil {
+			log.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Enter(ctx); err != nil { // waits for all three
+				log.Fatal(err)
+			}
+			mu.Lock()
+			computing = append(computing, worker+" computing")
+			mu.Unlock()
+			if err := d.Leave(ctx); err != nil { // waits until all three are done
+				log.Fatal(err)
+			}
+		}()
 	}
-	if err := d.Enter(ctx); err != nil { // waits for all five
-		log.Fatal(err)
-	}
-	// ... the computation ...
-	if err := d.Leave(ctx); err != nil { // waits until all five are done
-		log.Fatal(err)
-	}
+	wg.Wait()
+	sort.Strings(computing)
+	fmt.Println(strings.Join(computing, ", "))
+	// Output:
+	// a computing, b computing, c computing
 }
 
 func ExampleSharedCount() {
-	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := resilience.Connect(ctx, servers())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	c, err := recipes.NewSharedCount(ctx, s, "/counters/builds", 0)
+	c, err := recipes.NewSharedCount(ctx, s, unique("builds"), 0)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -79,17 +193,47 @@ func ExampleSharedCount() {
 		log.Fatal(err)
 	}
 	fmt.Println("build number", n)
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	values := c.Subscribe(sctx)
+	fmt.Println("current", (<-values).Value) // the first value is the current one
+	if _, err := c.Add(ctx, 1); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("changed to", (<-values).Value)
+	// Output:
+	// build number 1
+	// current 1
+	// changed to 2
 }
 
 func ExampleBarrier() {
-	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := resilience.Connect(ctx, servers())
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
-	b, _ := recipes.NewBarrier(s, "/deploy/hold")
-	if err := b.Wait(ctx); err != nil { // until someone calls Remove
+	b, err := recipes.NewBarrier(s, unique("deploy-hold"))
+	if err != nil {
 		log.Fatal(err)
 	}
+	if err := b.Set(ctx); err != nil {
+		log.Fatal(err)
+	}
+	passed := make(chan error, 1)
+	go func() { passed <- b.Wait(ctx) }() // until someone calls Remove
+	fmt.Println("barrier raised")
+	if err := b.Remove(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if err := <-passed; err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("waiter passed")
+	// Output:
+	// barrier raised
+	// waiter passed
 }
