@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -94,29 +95,64 @@ func TestMutexBasics(t *testing.T) {
 	}
 }
 
+// Each constructor rejects what it cannot use with the specific sentinel,
+// and the errors a user sees name the lock.
 func TestBadInput(t *testing.T) {
-	if _, err := NewMutex(nil, "/x"); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("nil session: %v", err)
+	ctors := map[string]func(s *resilience.Session, p string, opts ...Option) error{
+		"NewMutex": func(s *resilience.Session, p string, opts ...Option) error {
+			_, err := NewMutex(s, p, opts...)
+			return err
+		},
+		"NewRWMutex": func(s *resilience.Session, p string, opts ...Option) error {
+			_, err := NewRWMutex(s, p, opts...)
+			return err
+		},
+		"NewSemaphore": func(s *resilience.Session, p string, opts ...Option) error {
+			_, err := NewSemaphore(s, p, 2, opts...)
+			return err
+		},
+	}
+	for name, ctor := range ctors {
+		if err := ctor(nil, "/x"); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s(nil session) = %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if _, err := NewMultiLock(); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("empty multi-lock: %v, want ErrInvalidArgument", err)
+	}
+	if _, err := NewMultiLock(nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("multi-lock of a nil lock: %v, want ErrInvalidArgument", err)
 	}
 	if testing.Short() {
 		return
 	}
 	s := connect(t, ens.Addrs())
-	for _, p := range []string{"", "relative", "/", "/a/", "/a//b"} {
-		if _, err := NewMutex(s, p); !errors.Is(err, resilience.ErrInvalidPath) {
-			t.Errorf("NewMutex(%q) = %v, want ErrInvalidPath", p, err)
+	for name, ctor := range ctors {
+		for _, p := range []string{"", "relative", "/", "/a/", "/a//b", "/a/./b"} {
+			err := ctor(s, p)
+			if !errors.Is(err, ErrInvalidArgument) || !errors.Is(err, resilience.ErrInvalidPath) {
+				t.Errorf("%s(%q) = %v, want ErrInvalidArgument and resilience.ErrInvalidPath", name, p, err)
+			}
 		}
-		if _, err := NewRWMutex(s, p); !errors.Is(err, resilience.ErrInvalidPath) {
-			t.Errorf("NewRWMutex(%q) = %v, want ErrInvalidPath", p, err)
+		for _, opts := range [][]Option{
+			{WithLossPolicy(resilience.LossPolicy(7))},
+			{WithLossPolicy(-1)},
+			{WithData([]byte("x")), nil},
+		} {
+			if err := ctor(s, "/ok", opts...); !errors.Is(err, ErrInvalidOption) || errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("%s with a bad option = %v, want ErrInvalidOption", name, err)
+			}
+		}
+		for _, policy := range []resilience.LossPolicy{resilience.LoseOnSuspend, resilience.LoseOnSessionLoss} {
+			if err := ctor(s, "/ok", WithLossPolicy(policy)); err != nil {
+				t.Errorf("%s(WithLossPolicy(%v)) = %v", name, policy, err)
+			}
 		}
 	}
 	for _, n := range []int{0, -1} {
-		if _, err := NewSemaphore(s, "/sem", n); !errors.Is(err, ErrInvalidArgument) {
+		if _, err := NewSemaphore(s, "/sem", n); !errors.Is(err, ErrInvalidArgument) || errors.Is(err, resilience.ErrInvalidPath) {
 			t.Errorf("NewSemaphore(%d) = %v, want ErrInvalidArgument", n, err)
 		}
-	}
-	if _, err := NewMultiLock(); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("empty multi-lock: %v", err)
 	}
 	m, _ := NewMutex(s, "/dup")
 	if _, err := NewMultiLock(m, m); !errors.Is(err, ErrInvalidArgument) {
@@ -124,10 +160,80 @@ func TestBadInput(t *testing.T) {
 	}
 	// Calls after the session closed.
 	s2 := connect(t, ens.Addrs())
-	m2, _ := NewMutex(s2, lockPath(t))
+	p := lockPath(t)
+	m2, _ := NewMutex(s2, p)
 	s2.Close()
-	if _, err := m2.Lock(ctxT(t, 5*time.Second)); !errors.Is(err, resilience.ErrClosed) {
+	_, err := m2.Lock(ctxT(t, 5*time.Second))
+	if !errors.Is(err, resilience.ErrClosed) {
 		t.Errorf("Lock after Close: %v, want ErrClosed", err)
+	}
+	if !strings.Contains(fmt.Sprint(err), "mutex "+p) {
+		t.Errorf("Lock after Close: %q does not name the lock %s", err, p)
+	}
+}
+
+// The errors of a refused TryLock and of a lost lease name the lock, not
+// only an internal node.
+func TestErrorsNameTheLock(t *testing.T) {
+	needZK(t)
+	restore(t)
+	ctx := ctxT(t, 30*time.Second)
+	c := connect(t, ens.Addrs())
+	p := lockPath(t)
+	m, _ := NewMutex(c, p)
+	rw, _ := NewRWMutex(c, p+"-rw")
+	sem, _ := NewSemaphore(c, p+"-sem", 1)
+	l, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := rw.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := sem.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, try := range map[string]func() (*Lease, error){
+		"mutex " + p:              func() (*Lease, error) { return m.TryLock(ctx) },
+		"read lock " + p + "-rw":  func() (*Lease, error) { return rw.TryRLock(ctx) },
+		"semaphore " + p + "-sem": func() (*Lease, error) { return sem.TryAcquire(ctx) },
+	} {
+		_, err := try()
+		if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), what) {
+			t.Errorf("refused %s: %v, want ErrLocked naming %q", what, err, what)
+		}
+	}
+	_ = w.Release(ctx)
+	_ = sl.Release(ctx)
+	// A lost lease: every connection dropped suspends the session, which
+	// ends the lease under LoseOnSuspend.
+	lc := testkit.NewClient(t, ens)
+	lm, _ := NewMutex(lc.S, p+"-lost")
+	ll, err := lm.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.Link.DropConnections()
+	select {
+	case <-ll.Done():
+	case <-ctx.Done():
+		t.Fatal("lease not lost after its connections were dropped")
+	}
+	if cause := context.Cause(ll.Context()); !errors.Is(cause, ErrLeaseLost) || !strings.Contains(cause.Error(), "mutex "+p+"-lost") {
+		t.Errorf("lost lease: %v, want ErrLeaseLost naming mutex %s-lost", cause, p)
+	}
+	if err := ll.Release(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("Release of a lost lease: %v, want ErrLeaseLost", err)
+	}
+	c.Close() // a release by the session's close
+	<-l.Done()
+	if cause := context.Cause(l.Context()); !errors.Is(cause, ErrReleased) || !strings.Contains(cause.Error(), "mutex "+p) {
+		t.Errorf("lease ended by Close: %v, want ErrReleased naming mutex %s", cause, p)
+	}
+	if err := l.Release(ctx); !errors.Is(err, ErrReleased) {
+		t.Errorf("Release after Close: %v, want ErrReleased", err)
 	}
 }
 
