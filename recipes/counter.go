@@ -19,8 +19,8 @@ var ErrMalformedCount = errors.New("recipes: counter node does not hold a 4-byte
 
 // Count is a counter's value and the node version it was read at.
 type Count struct {
-	Value   int32
-	Version int32
+	Value   int32 // the counter's value
+	Version int32 // the node's data version, for TrySet
 }
 
 // SharedCount is an integer shared through one node, stored as Curator's

@@ -134,11 +134,14 @@ func (g *Group) Members() map[string][]byte {
 	return out
 }
 
-// Events reports members joining (NodeAdded), changing data (NodeUpdated)
-// and leaving (NodeRemoved); the group node itself shows up too.
+// Events reports members joining (NodeAdded, the members found at
+// JoinGroup first, then Initialized), changing data (NodeUpdated) and
+// leaving (NodeRemoved); the group node itself shows up too. It is the
+// group's one channel, queued for a slow reader and closed by Close.
 func (g *Group) Events() <-chan TreeEvent { return g.view.Events() }
 
-// Update changes this member's data.
+// Update changes this member's data (kept for the node's re-creation on
+// a new session too). After Close it returns ErrClosed.
 func (g *Group) Update(ctx context.Context, data []byte) error {
 	g.mu.Lock()
 	if g.closed {

@@ -23,7 +23,8 @@ type TreeEventType int
 const (
 	// NodeAdded: a node appeared (or was found by the initial load).
 	NodeAdded TreeEventType = iota + 1
-	// NodeUpdated: a node's data changed.
+	// NodeUpdated: a node's data changed (or it was deleted and created
+	// again between two reads).
 	NodeUpdated
 	// NodeRemoved: a node went away.
 	NodeRemoved
@@ -50,20 +51,19 @@ func (t TreeEventType) String() string {
 
 // TreeNode is a cached node: its data and stat as last read.
 type TreeNode struct {
-	Path string
-	Data []byte
-	Stat zk.Stat
+	Path string  // the node's full path
+	Data []byte  // its data
+	Stat zk.Stat // its stat, read with the data
 }
 
 // TreeEvent is one change seen by a TreeCache. Node is the node's new
 // state (NodeAdded, NodeUpdated) or its last known one (NodeRemoved).
 type TreeEvent struct {
 	Type TreeEventType
-	Node TreeNode
+	Node TreeNode // empty for Initialized
 }
 
-// TreeCacheOption configures a TreeCache (and the caches built on one:
-// NodeCache, Group's view).
+// TreeCacheOption configures a TreeCache.
 type TreeCacheOption func(*treeOptions)
 
 type treeOptions struct {
@@ -242,7 +242,9 @@ func (c *TreeCache) Snapshot() map[string]TreeNode {
 	return out
 }
 
-// Events returns the channel of changes; it is closed by Close.
+// Events returns the cache's one channel of changes, in the order they
+// were applied (the same channel on every call). Events queue up for a
+// slow reader; the channel is closed by Close.
 func (c *TreeCache) Events() <-chan TreeEvent { return c.feed.C() }
 
 // Close stops following the subtree and closes the Events channel. It
