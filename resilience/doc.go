@@ -29,6 +29,31 @@
 // docs/state-machine.md). Operations bound to one session (ephemeral creates)
 // fail with an error wrapping ErrSessionLost when that session is lost.
 //
+// # Logging
+//
+// The Session logs each transition once, through the slog.Logger given
+// with WithLogger (default slog.Default()): at Info, or Warn for Suspended
+// and Lost. The message is always "zookeeper session transition"; the
+// transition is in structured attributes, so records can be grouped and
+// filtered without parsing text:
+//
+//	state.from           the state before ("Connected")
+//	state.to             the state after ("Suspended")
+//	cause                why (Cause.String: "connection_lost", "expired", ...)
+//	session.id           the session concerned, hex ("0x1000..."); for Lost
+//	                     and Closed the session that ended
+//	session.previous_id  the session before, when a new one replaced it
+//	server               the server the client was or is connected to
+//	session.timeout      the negotiated session timeout
+//
+// Its other records (a rebuild round, a presumed-lost session found alive,
+// a failed cleanup) use the same attribute names where they apply, and
+// go-zookeeper/zk's own messages come at Debug with component=go-zookeeper.
+// Applications should not log transitions themselves (from Subscribe or
+// AddListener), or each is logged twice; to take the logging over, give
+// the Session a logger that discards them, such as
+// slog.New(slog.DiscardHandler), and log from Subscribe.
+//
 // Higher-level recipes (locks, elections, service registration) are built on
 // Session in sibling packages and never touch the *zk.Conn directly.
 package resilience

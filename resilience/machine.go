@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -105,10 +106,10 @@ func (s *Session) onSession(it item) {
 			// lost quorum). Close it so its ephemerals go now, and start a
 			// session of our own: holders were already told it was lost.
 			s.log.Warn("zookeeper: presumed-lost session is still alive; closing it and opening a new one",
-				"session", sessionHex(sid), "server", srv)
+				"session.id", sessionHex(sid), "server", srv)
 			old := s.gen
 			if err := s.dial(); err != nil {
-				s.log.Error("zookeeper: opening a new connection failed", "error", err)
+				s.log.Error("zookeeper: opening a new connection failed", "session.id", sessionHex(sid), "error", err)
 				return
 			}
 			s.retire(old)
@@ -257,9 +258,30 @@ func (s *Session) transition(to State, cause Cause, oldSID, newSID int64, server
 	}
 	close(next.published)
 
-	level := slogLevel(to)
-	s.log.Log(context.Background(), level, "zookeeper session "+to.String(),
-		"from", tr.From.String(), "cause", cause.String(),
-		"old_session", sessionHex(oldSID), "session", sessionHex(newSID),
-		"server", server, "timeout", tr.Timeout)
+	s.logTransition(tr)
+}
+
+// transitionMessage is the message of the one log record a Session writes
+// per transition; the transition itself is in the record's attributes (see
+// the package documentation, "Logging").
+const transitionMessage = "zookeeper session transition"
+
+// logTransition writes the one record of a transition.
+func (s *Session) logTransition(tr Transition) {
+	ctx := context.Background()
+	level := slogLevel(tr.To)
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("state.from", tr.From.String()),
+		slog.String("state.to", tr.To.String()),
+		slog.String("cause", tr.Cause.String()),
+		slog.String("session.id", sessionHex(tr.subject())),
+	}
+	if tr.OldSessionID != 0 && tr.SessionID != 0 && tr.OldSessionID != tr.SessionID {
+		attrs = append(attrs, slog.String("session.previous_id", sessionHex(tr.OldSessionID)))
+	}
+	attrs = append(attrs, slog.String("server", tr.Server), slog.Duration("session.timeout", tr.Timeout))
+	s.log.LogAttrs(ctx, level, transitionMessage, attrs...)
 }

@@ -105,12 +105,12 @@ func (s *Session) rebuild(ctx context.Context, sid int64) {
 		if err == nil {
 			span.SetAttributes(attribute.Int("zkrecipes.rebuild.rounds", round))
 			span.End()
-			s.log.Info("zookeeper: rebuilt on new session", "session", sessionHex(sid), "steps", rep.Steps, "round", round, "duration", rep.Duration)
+			s.log.Info("zookeeper: rebuilt on new session", "session.id", sessionHex(sid), "steps", rep.Steps, "round", round, "duration", rep.Duration)
 			s.report(rep)
 			return
 		}
 		span.RecordError(err)
-		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session", sessionHex(sid), "failed", len(failed), "round", round, "error", err)
+		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session.id", sessionHex(sid), "failed", len(failed), "round", round, "error", err)
 		if ctx.Err() != nil {
 			span.SetStatus(codes.Error, "session ended before rebuild finished")
 			span.End()

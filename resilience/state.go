@@ -99,7 +99,17 @@ type Transition struct {
 	Timeout time.Duration
 }
 
-// String formats the transition for logs.
+// subject is the session the transition concerns: the one after it, or,
+// when there is none (Lost, Closed), the one before.
+func (t Transition) subject() int64 {
+	if t.SessionID != 0 {
+		return t.SessionID
+	}
+	return t.OldSessionID
+}
+
+// String formats the transition for humans (the session's own log record
+// carries the same facts as attributes).
 func (t Transition) String() string {
 	return fmt.Sprintf("%s -> %s (%s) session 0x%x -> 0x%x via %s", t.From, t.To, t.Cause, t.OldSessionID, t.SessionID, t.Server)
 }
