@@ -46,18 +46,19 @@
 //
 // # Interoperating with Curator
 //
-// A Go participant and Curator LeaderLatch participants share one election,
-// and a Go participant never leads next to another leader. The election is
-// only as safe as its weakest participant, though: Curator 5.4's
-// LeaderLatch itself leads twice after a whole-ensemble outage
+// A Go participant and Curator LeaderLatch participants share one
+// election: each sees the other's candidates in line. A Go participant leads only while its own node, of its current session, is
+// first in line, but it cannot stop a Java participant from leading when it
+// should not: the election is only as safe as its Curator version. Curator
+// 5.4's LeaderLatch itself leads twice after a whole-ensemble outage
 // (CURATOR-696; reproduced with Curator 5.4 participants alone, two of them
-// leading at once for 19 s), and a LeaderLatch that believes it leads
-// wrongly can do so next to a Go leader as well. The bug is fixed in
-// Curator 5.7. In a mixed election, run
-// Curator 5.7.0 or later on every Java participant; where an older Curator
-// must stay, fence every write the leader makes with the term's token
-// (Term.Token, package fence) so that a store refuses a superseded leader's
-// writes even while two processes believe they lead.
+// leading at once for 19 s), and a LeaderLatch that wrongly believes it leads
+// does so next to a Go leader too. The bug is fixed in Curator 5.7. In a
+// mixed election, run Curator 5.7 or later on every Java participant; where
+// an older Curator must stay, fence every write a leader makes with its
+// token (Term.Token on the Go side, the czxid of the latch's node on the
+// Java side; see package fence), so that a store refuses a superseded leader's writes even
+// while two processes believe they lead.
 //
 // # Telemetry
 //
