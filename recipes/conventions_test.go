@@ -174,3 +174,63 @@ func TestCloseThenErrClosed(t *testing.T) {
 		t.Errorf("after a new session the closed member's node exists: %v, %v", ok, err)
 	}
 }
+
+// Group.Close takes no context: it waits for the member node's delete at
+// most a session timeout, then goes on deleting in the background. Under a
+// quorum loss (nobody can write, and nobody expires the session) Close
+// returns nil; once the ensemble is back, the node is deleted on the same
+// session (so by Close's background delete, not by an expiry).
+func TestGroupCloseBoundedBySessionTimeout(t *testing.T) {
+	needZK(t)
+	restore(t)
+	ctx := ctxT(t, 2*time.Minute)
+	const timeout = 4 * time.Second
+	keep := ens.Server(2)
+	s := connect(t, []string{keep.Addr()}, resilience.WithSessionTimeout(timeout))
+	w := connect(t, ens.Addrs())
+	p := testkit.Path("/group-close")
+	g, err := recipes.JoinGroup(ctx, s, p, "m", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := p + "/m"
+	sid := s.SessionID()
+	for _, i := range []int{0, 1} {
+		if err := ens.Server(i).Stop(); err != nil {
+			t.Fatalf("stop server %d: %v", i, err)
+		}
+	}
+	if err := s.WaitState(ctx, resilience.Suspended); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- g.Close() }()
+	select {
+	case err := <-closed:
+		t.Logf("Close returned after %v during the quorum loss (session timeout %v)", time.Since(start).Round(time.Millisecond), s.Timeout())
+		if err != nil {
+			t.Fatalf("Close during a quorum loss: %v, want nil (the delete goes on in the background)", err)
+		}
+	case <-time.After(5 * s.Timeout()):
+		t.Fatalf("Close still waiting %v into a quorum loss: not bounded by the session timeout %v", 5*s.Timeout(), s.Timeout())
+	}
+	for _, i := range []int{0, 1} {
+		if err := ens.Server(i).Start(ctx); err != nil {
+			t.Fatalf("start server %d: %v", i, err)
+		}
+	}
+	if err := ens.WaitServing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "the member node to go", func() bool {
+		if err := w.Sync(ctx, member); err != nil {
+			return false
+		}
+		ok, _, err := w.Exists(ctx, member)
+		return err == nil && !ok
+	})
+	if got := s.SessionID(); got != sid {
+		t.Fatalf("the member's session changed (%#x to %#x): the node went with it, Close's background delete is not shown", sid, got)
+	}
+}
