@@ -65,7 +65,11 @@ func TestConstructorsRejectBadArguments(t *testing.T) {
 			return err
 		}(), recipes.ErrInvalidOption, recipes.ErrInvalidArgument},
 	}
+	_, nilSession := recipes.NewDoubleBarrier(nil, "/fine", 2)
 	for _, c := range cases {
+		if c.err != nil && c.err.Error() == nilSession.Error() {
+			t.Errorf("%s: %v: the nil session's error, not the case's own fault", c.name, c.err)
+		}
 		if !errors.Is(c.err, c.want) {
 			t.Errorf("%s: %v, want an error wrapping %v", c.name, c.err, c.want)
 		}
