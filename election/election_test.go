@@ -382,19 +382,38 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
-// Subscribe's channel closes when the session closes.
+// Subscribe on an election that exists but has no candidates starts with
+// "nobody leads"; its channel closes when the session closes.
 func TestSubscribeClosesWithTheSession(t *testing.T) {
 	needZK(t)
 	s, err := resilience.Connect(ctxT(t, 30*time.Second), ens.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs, _ := New(s, electionPath())
+	defer s.Close()
+	p := electionPath()
+	other := connect(t, ens.Addrs())
+	// An empty election: a candidate came and went, its parents stay.
+	e, _ := New(other, p, WithID("gone"))
+	term, err := e.Campaign(ctxT(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := term.Resign(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctxT(t, 10*time.Second), p); err != nil {
+		t.Fatalf("the election %s should exist: %v", p, err)
+	}
+	obs, _ := New(s, p)
 	changes := obs.Subscribe(context.Background())
 	select {
-	case <-changes:
+	case c := <-changes:
+		if c.ID != "" || c.Node != "" {
+			t.Fatalf("first value %+v, want nobody leading", c)
+		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("no first value")
+		t.Fatal("no first value for an election without candidates")
 	}
 	s.Close()
 	deadline := time.After(10 * time.Second)
