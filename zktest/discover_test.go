@@ -118,13 +118,17 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		"log level": WithLogLevel("loud"),
 		"syncLimit": WithSyncLimit(0),
 		"long sync": WithSyncLimit(40000),
+		"part ms":   WithTickTime(1500 * time.Microsecond),
+		"writer":    WithLogWriter(nil),
+		"dir":       WithDir(""),
+		"lines":     WithFailureLogLines(-1),
 	} {
 		e, err := Start(context.Background(), opt)
 		if err == nil {
 			e.Close()
 		}
-		if !errors.Is(err, ErrInvalidOption) {
-			t.Errorf("%s: Start(bad option) = %v, want ErrInvalidOption", name, err)
+		if !errors.Is(err, ErrInvalidOption) || !strings.HasPrefix(err.Error(), "zktest: invalid option: With") {
+			t.Errorf("%s: Start(bad option) = %v, want ErrInvalidOption naming the option", name, err)
 		}
 	}
 }

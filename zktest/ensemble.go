@@ -91,8 +91,10 @@ func Start(ctx context.Context, opts ...Option) (*Ensemble, error) {
 
 // StartEnsemble is Start for tests: it allows two minutes for the ensemble
 // to come up, fails the test with t.Fatal (from the calling goroutine) if it
-// does not, and registers Close with t.Cleanup. When the test has failed,
-// the cleanup first logs the last lines of every server's output.
+// does not, and registers Close with t.Cleanup. The servers' logs are not
+// shown while the test runs (unless WithLogWriter or ZKTEST_LOGS=1 says
+// so); when the test has failed, the cleanup first logs the last lines of
+// each server's log (see WithFailureLogLines and Ensemble.LogOnFailure).
 func StartEnsemble(t testing.TB, opts ...Option) *Ensemble {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -103,15 +105,11 @@ func StartEnsemble(t testing.TB, opts ...Option) *Ensemble {
 		return nil
 	}
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, s := range e.servers {
-				t.Logf("zktest: server %d (%s, direct %s):\n%s", s.id, s.Addr(), s.DirectAddr(), s.logExcerpt(30))
-			}
-		}
 		if err := e.Close(); err != nil {
 			t.Errorf("zktest: closing ensemble: %v", err)
 		}
 	})
+	e.logOnFailure(t, make([]int64, len(e.servers))) // runs before Close
 	return e
 }
 

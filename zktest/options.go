@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
@@ -26,8 +27,8 @@ var (
 	// ErrClosed is returned by operations on an Ensemble or its Servers
 	// after the Ensemble's Close.
 	ErrClosed = errors.New("zktest: ensemble closed")
-	// ErrInvalidOption is returned by Start for an option value out of
-	// range.
+	// ErrInvalidOption is wrapped by the error Start (and StartEnsemble)
+	// returns for an option value out of range, or a bad ZKTEST_LOGS.
 	ErrInvalidOption = errors.New("zktest: invalid option")
 )
 
@@ -35,20 +36,31 @@ var (
 type Option func(*config)
 
 type config struct {
-	servers   int
-	tick      time.Duration
-	logWriter io.Writer
-	dir       string
-	logLevel  string
-	syncLimit int
+	servers      int
+	tick         time.Duration
+	logWriter    io.Writer
+	logWriterSet bool
+	dir          string
+	dirSet       bool
+	logLevel     string
+	syncLimit    int
+	failureLines int
 }
+
+// defaultFailureLines is how many of each server's last log lines a failed
+// test is shown unless WithFailureLogLines says otherwise.
+const defaultFailureLines = 20
+
+// logsEnv names the environment variable that streams the servers' logs.
+const logsEnv = "ZKTEST_LOGS"
 
 func defaultConfig() config {
 	return config{
-		servers:   1,
-		tick:      100 * time.Millisecond,
-		logLevel:  "info",
-		syncLimit: 20,
+		servers:      1,
+		tick:         100 * time.Millisecond,
+		logLevel:     "info",
+		syncLimit:    20,
+		failureLines: defaultFailureLines,
 	}
 }
 
@@ -59,7 +71,9 @@ func (c *config) validate() error {
 	if c.tick < time.Millisecond {
 		return fmt.Errorf("%w: WithTickTime(%v): tick time must be at least 1ms", ErrInvalidOption, c.tick)
 	}
-	c.tick = c.tick.Round(time.Millisecond)
+	if c.tick%time.Millisecond != 0 {
+		return fmt.Errorf("%w: WithTickTime(%v): tick time must be a whole number of milliseconds", ErrInvalidOption, c.tick)
+	}
 	if 2*c.tick > 60*time.Second {
 		return fmt.Errorf("%w: WithTickTime(%v): tick time must be at most 30s", ErrInvalidOption, c.tick)
 	}
@@ -74,7 +88,35 @@ func (c *config) validate() error {
 	default:
 		return fmt.Errorf("%w: WithLogLevel(%q): want one of trace, debug, info, warn, error, off", ErrInvalidOption, c.logLevel)
 	}
+	if c.logWriterSet && c.logWriter == nil {
+		return fmt.Errorf("%w: WithLogWriter(nil): want a writer", ErrInvalidOption)
+	}
+	if c.dirSet && c.dir == "" {
+		return fmt.Errorf("%w: WithDir(\"\"): want a directory (leave the option out for a temporary one)", ErrInvalidOption)
+	}
+	if c.failureLines < 0 {
+		return fmt.Errorf("%w: WithFailureLogLines(%d): want 0 (none) or more", ErrInvalidOption, c.failureLines)
+	}
+	stream, err := parseLogsEnv(os.Getenv(logsEnv))
+	if err != nil {
+		return err
+	}
+	if stream && !c.logWriterSet {
+		c.logWriter = os.Stderr
+	}
 	return nil
+}
+
+// parseLogsEnv reads the value of ZKTEST_LOGS: whether to stream the
+// servers' logs.
+func parseLogsEnv(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "", "0", "false", "no", "off":
+		return false, nil
+	case "1", "true", "yes", "on":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %s=%q: want 1 (stream the servers' logs to stderr) or 0", ErrInvalidOption, logsEnv, v)
 }
 
 // WithServers sets the number of ZooKeeper servers. The default, 1, runs a
@@ -84,8 +126,8 @@ func WithServers(n int) Option {
 	return func(c *config) { c.servers = n }
 }
 
-// WithTickTime sets ZooKeeper's tickTime (default 100ms, rounded to whole
-// milliseconds). The minimum session timeout the servers accept is two
+// WithTickTime sets ZooKeeper's tickTime (default 100ms): a whole number
+// of milliseconds from 1ms to 30s. The minimum session timeout the servers accept is two
 // ticks and the maximum is 60s, so with the default a client may ask for
 // sessions as short as 200ms. initLimit and syncLimit are counted in ticks
 // (50 and 20 by default; see WithSyncLimit).
@@ -105,20 +147,36 @@ func WithSyncLimit(ticks int) Option {
 	return func(c *config) { c.syncLimit = ticks }
 }
 
-// WithLogWriter copies the servers' stdout and stderr (their log) to w,
-// each line prefixed with the server's name ("zk1| ..."). Writes are
-// serialized and end when Close returns. Each server also always writes its
-// own log file in the work directory (see Server.LogPath).
+// WithLogWriter streams the servers' stdout and stderr (their log) to w,
+// each line prefixed with the server's name ("zk1| ..."); w must not be
+// nil. Writes are serialized and end when Close returns.
+//
+// By default the servers' logs are streamed nowhere: each server writes its
+// own log file in the work directory (see Server.LogPath), and a failed
+// test is shown the last lines of each (see StartEnsemble,
+// Ensemble.LogOnFailure and WithFailureLogLines). Setting the environment
+// variable ZKTEST_LOGS=1 streams them to os.Stderr, as WithLogWriter(os.Stderr)
+// would, wherever WithLogWriter is not given (ZKTEST_LOGS=0 or unset does
+// not; any other value makes Start fail with ErrInvalidOption).
 func WithLogWriter(w io.Writer) Option {
-	return func(c *config) { c.logWriter = w }
+	return func(c *config) { c.logWriter, c.logWriterSet = w, true }
+}
+
+// WithFailureLogLines sets how many of each server's last log lines a failed
+// test is shown with t.Log (default 20; 0 shows none, less is an invalid
+// option). Each line is cut to 300 bytes. See StartEnsemble and
+// Ensemble.LogOnFailure.
+func WithFailureLogLines(n int) Option {
+	return func(c *config) { c.failureLines = n }
 }
 
 // WithDir sets the work directory holding the servers' configuration, data
-// and log files. It is created if needed and left in place by Close (the
-// default, a fresh temporary directory, is removed by Close). Start wipes
-// the servers' data directories inside it, so every Start begins empty.
+// and log files; dir must not be empty. It is created if needed and left
+// in place by Close (the default, a fresh temporary directory, is removed
+// by Close). Start wipes the servers' data directories inside it, so every
+// Start begins empty.
 func WithDir(dir string) Option {
-	return func(c *config) { c.dir = dir }
+	return func(c *config) { c.dir, c.dirSet = dir, true }
 }
 
 // WithLogLevel sets the servers' log level: "trace", "debug", "info" (the

@@ -318,7 +318,7 @@ func (s *Server) logExcerpt(lines int) string {
 	if !s.ens.ownsDir {
 		where = " (" + s.logPath + ")"
 	}
-	t := s.tail.lastLines(lines)
+	t := cutLines(s.tail.lastLines(lines), maxLogLine)
 	if strings.TrimSpace(t) == "" {
 		return fmt.Sprintf("(server %d wrote no output%s)", s.id, where)
 	}
@@ -594,11 +594,13 @@ func (w *prefixWriter) flush() {
 	}
 }
 
-// tailBuffer keeps the last bytes written to it.
+// tailBuffer keeps the last bytes written to it and counts all of them,
+// so that what was written after a mark can be told apart.
 type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
+	mu    sync.Mutex
+	buf   []byte
+	max   int
+	total int64 // bytes ever written, across resets
 }
 
 func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
@@ -606,6 +608,7 @@ func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
 func (t *tailBuffer) Write(b []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.total += int64(len(b))
 	t.buf = append(t.buf, b...)
 	if len(t.buf) > 2*t.max {
 		t.buf = append(t.buf[:0:0], t.buf[len(t.buf)-t.max:]...)
@@ -624,12 +627,45 @@ func (t *tailBuffer) contains(s string) bool {
 	return strings.Contains(string(t.buf), s)
 }
 
+// mark returns a position to pass to since later.
+func (t *tailBuffer) mark() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
+// since returns what was written after mark and is still held. When the
+// buffer no longer holds all of it, the partial line it starts with is
+// dropped and cut reports it.
+func (t *tailBuffer) since(mark int64) (s string, cut bool) {
+	t.mu.Lock()
+	n := t.total - mark
+	if n > int64(len(t.buf)) {
+		n, cut = int64(len(t.buf)), true
+	}
+	s = string(t.buf[len(t.buf)-int(n):])
+	t.mu.Unlock()
+	if cut {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		} else {
+			s = ""
+		}
+	}
+	return s, cut
+}
+
 // lastLines returns up to n complete trailing lines, newline-terminated.
 func (t *tailBuffer) lastLines(n int) string {
 	t.mu.Lock()
 	s := string(t.buf)
 	t.mu.Unlock()
-	if s == "" {
+	return lastLines(s, n)
+}
+
+// lastLines returns up to n trailing lines of s, newline-terminated.
+func lastLines(s string, n int) string {
+	if s == "" || n <= 0 {
 		return ""
 	}
 	if !strings.HasSuffix(s, "\n") {
