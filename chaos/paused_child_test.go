@@ -139,10 +139,14 @@ func runPausedChild(in io.Reader, w io.Writer) error {
 		case err != nil && !errors.Is(err, lock.ErrLeaseLost):
 			out.printf("ERR release: %s", oneLine(err.Error()))
 		case err != nil && how == "released":
-			// Lost between the check and the Release: the loss is the end.
-			end, how = min(end, endTime(time.Now())), "lost"
-		}
-		if how == "lost" {
+			// Lost between the check and the Release (then the loss is
+			// the end), or the session turned out gone as Release deleted
+			// the node (then the holder stopped as it called Release).
+			if la := lostAt.Load(); la != 0 && la < end {
+				end, how = la, "lost"
+			}
+			cause = oneLine(err.Error())
+		case how == "lost":
 			cause = oneLine(context.Cause(lease.Context()).Error())
 		}
 		stopWatch()

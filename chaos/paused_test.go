@@ -50,6 +50,13 @@ import (
 // pausedT is the session timeout of the paused child and its contender.
 const pausedT = 2 * time.Second
 
+// pausedSafe is a pause the ensemble cannot expire the child's session
+// in: the child sends something at least every T/3 (go-zookeeper/zk's
+// pings, more often the session's own probes), so the ensemble has heard
+// from it less than T/3 before the pause began, and expires it only after
+// T of silence.
+const pausedSafe = 2 * pausedT / 3
+
 // pauseCycle is one SIGSTOP of the holding child.
 type pauseCycle struct {
 	name   string
@@ -71,6 +78,11 @@ type pauseResult struct {
 	childWrote            time.Time // when it wrote
 	childWriteAccepted    bool
 	complete              bool // the cycle ran to its end
+	// overran: a pause meant to be shorter than T was ended so late by
+	// this process (a 2-core machine under load) that it reached
+	// pausedSafe, and the contender got in: not a violation, and not
+	// counted as a pause past T either; only the store's rule is checked.
+	overran bool
 }
 
 // overlap is how long both held: from the contender's acquisition to the
@@ -147,11 +159,11 @@ func TestPausedClientIsFenced(t *testing.T) {
 	t.Logf("paused holder (child process) vs contender (this process), T = %v:", pausedT)
 	for _, r := range results {
 		if !r.complete {
-			t.Logf("  pause %-4s (%v, %s): stopped at %s; did not complete", r.name, r.policy, kindOf(r.long), r.stopped.Format("15:04:05.000"))
+			t.Logf("  pause %-4s (%v, %s): stopped at %s; did not complete", r.name, r.policy, kindOf(r), r.stopped.Format("15:04:05.000"))
 			continue
 		}
 		t.Logf("  pause %-4s (%v, %s): stopped at %s for %v; contender acquired %s; child wrote %v after SIGCONT, believing it held: %v, its write (token %d; contender's %d) accepted: %v; its holding ended %v after SIGCONT (%s: %s); overlap %v",
-			r.name, r.policy, kindOf(r.long), r.stopped.Format("15:04:05.000"), r.resumed.Sub(r.stopped).Round(time.Millisecond),
+			r.name, r.policy, kindOf(r), r.stopped.Format("15:04:05.000"), r.resumed.Sub(r.stopped).Round(time.Millisecond),
 			sinceStop(r), r.childWrote.Sub(r.resumed).Round(100*time.Microsecond), r.believed, r.childToken, r.contToken, r.childWriteAccepted,
 			r.childEnd.Sub(r.resumed).Round(100*time.Microsecond), r.childEndHow, r.childCause,
 			max(r.overlap(), 0).Round(time.Millisecond))
@@ -183,7 +195,7 @@ func TestPausedClientIsFenced(t *testing.T) {
 		prev = w.token
 	}
 	for _, r := range results {
-		if !r.long || !r.complete {
+		if !r.long || !r.complete || r.overran {
 			continue
 		}
 		if r.childWriteAccepted {
@@ -209,9 +221,12 @@ func (l *storeLog) all() []fenceWrite {
 	return append([]fenceWrite(nil), l.ws...)
 }
 
-func kindOf(long bool) string {
-	if long {
+func kindOf(r pauseResult) string {
+	switch {
+	case r.long:
 		return "longer than T"
+	case r.overran:
+		return "meant shorter than T, overran"
 	}
 	return "shorter than T"
 }
@@ -310,8 +325,13 @@ func runPauseCycle(t *testing.T, ch *pausedChild, cs, obs *resilience.Session, s
 		case cont = <-got:
 			haveCont = true
 			timer.Stop()
-			t.Errorf("pause %s: the contender acquired (token %d, err %v) %v after SIGSTOP, while the child still held: a pause shorter than T must not let anyone in",
-				c.name, tokenOf(cont.lease), cont.err, time.Since(r.stopped))
+			if d := cont.at.Sub(r.stopped); d < pausedSafe {
+				t.Errorf("pause %s: the contender acquired (token %d, err %v) %v after SIGSTOP, while the child still held: a pause shorter than %v must not let anyone in",
+					c.name, tokenOf(cont.lease), cont.err, d, pausedSafe)
+			} else {
+				r.overran = true
+				t.Logf("pause %s overran: this process ended it late, and the contender acquired %v after SIGSTOP", c.name, d)
+			}
 		case <-timer.C:
 		}
 	}
@@ -361,9 +381,14 @@ func runPauseCycle(t *testing.T, ch *pausedChild, cs, obs *resilience.Session, s
 			return r, false
 		}
 		r.contAcquired, r.contToken = cont.at, cont.lease.Token()
-		if r.overlap() > 0 {
-			t.Errorf("pause %s: the contender acquired at %s, %v before the child's holding ended: overlap after a pause shorter than T",
-				c.name, r.contAcquired.Format("15:04:05.000"), r.overlap())
+		switch paused := r.resumed.Sub(r.stopped); {
+		case r.overlap() <= 0:
+		case paused < pausedSafe:
+			t.Errorf("pause %s: the contender acquired at %s, %v before the child's holding ended: overlap after a pause of %v",
+				c.name, r.contAcquired.Format("15:04:05.000"), r.overlap(), paused)
+		default:
+			r.overran = true
+			t.Logf("pause %s overran: this process ended it late (%v), and the holdings overlapped by %v", c.name, paused, r.overlap())
 		}
 	}
 	if r.contToken <= r.childToken {
