@@ -46,6 +46,10 @@ import (
 //
 // Every write, whoever made it, must be accepted exactly when its token is
 // at least the highest accepted so far; no stale write may be accepted.
+// With -v the test logs, per pause, when the contender acquired, what the
+// child believed as it wrote, the store's verdict and the overlap:
+//
+//	go test ./chaos -run TestPausedClientIsFenced -v
 
 // pausedT is the session timeout of the paused child and its contender.
 const pausedT = 2 * time.Second
