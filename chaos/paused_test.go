@@ -124,7 +124,7 @@ func (l *storeLog) write(who string, token int64) (bool, error) {
 	if ok {
 		l.high = max(l.high, token)
 	}
-	l.ws = append(l.ws, fenceWrite{who: who, token: token, at: at, done: done, accepted: ok})
+	l.ws = append(l.ws, fenceWrite{who: who, res: fenceResource, token: token, at: at, done: done, accepted: ok})
 	return ok, nil
 }
 
