@@ -20,8 +20,12 @@ import (
 )
 
 // Services returns the names of the services under the registry's base. It
-// reads the session's server, as Instances does.
+// reads the session's server, as Instances does. After Close it returns
+// ErrClosed.
 func (r *Registry) Services(ctx context.Context) ([]string, error) {
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
 	names, _, err := r.s.Children(ctx, r.base)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
@@ -35,7 +39,9 @@ func (r *Registry) Services(ctx context.Context) ([]string, error) {
 // skipped (and logged). Like every ZooKeeper read, it sees the
 // session's server, which may not have applied another client's latest
 // write yet; call the session's Sync on the registry's base path first when
-// the read must follow such a write. A Cache follows changes instead.
+// the read must follow such a write. A Cache follows changes instead. A
+// service name that is not a single path element gives an error wrapping
+// ErrInvalidArgument; after Close it returns ErrClosed.
 func (r *Registry) Instances(ctx context.Context, service string) ([]Instance, error) {
 	p, err := r.checkService(service)
 	if err != nil {
@@ -86,12 +92,20 @@ func (r *Registry) Instances(ctx context.Context, service string) ([]Instance, e
 
 var errSkip = errors.New("skip")
 
+// checkService returns service's node path, or the error for a bad
+// service name or a closed registry.
 func (r *Registry) checkService(service string) (string, error) {
 	if !pathElement(service) {
-		return "", fmt.Errorf("%w: service name %q", ErrInvalidInstance, service)
+		return "", fmt.Errorf("%w: service name %q must be a non-empty single path element", ErrInvalidArgument, service)
 	}
 	p := r.servicePath(service)
-	return p, resilience.ValidatePath(p, false)
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return "", fmt.Errorf("%w: service %q: %w", ErrInvalidArgument, service, err)
+	}
+	if r.isClosed() {
+		return "", ErrClosed
+	}
+	return p, nil
 }
 
 // EventType says what happened to a cached instance.

@@ -124,7 +124,7 @@ func TestFaultMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cache.Close()
-		prov := NewProvider(cache)
+		prov := mustProvider(t, cache)
 		testkit.WaitFor(t, 20*time.Second, "the cache loads", func() bool { return len(cache.Instances()) == 4 })
 		if got := prov.Instances(); len(got) != 4 {
 			t.Fatalf("Provider.Instances() before the fault = %v", ports(got))

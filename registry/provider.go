@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -57,20 +58,57 @@ func (s *sticky) Pick(in []Instance) Instance {
 func Sticky(inner Strategy) Strategy { return &sticky{inner: inner} }
 
 // ProviderOption configures a Provider.
-type ProviderOption func(*Provider)
+type ProviderOption func(*providerOptions)
 
-// WithStrategy sets how instances are picked (default RoundRobin).
-func WithStrategy(s Strategy) ProviderOption { return func(p *Provider) { p.strategy = s } }
+type providerOptions struct {
+	strategy  Strategy
+	filters   []func(Instance) bool
+	downFor   time.Duration
+	threshold int
+	err       error // the first bad option value
+}
+
+func (o *providerOptions) invalid(format string, args ...any) {
+	if o.err == nil {
+		o.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+}
+
+// WithStrategy sets how instances are picked (default RoundRobin). A nil
+// strategy is an invalid option.
+func WithStrategy(s Strategy) ProviderOption {
+	return func(o *providerOptions) {
+		if s == nil {
+			o.invalid("WithStrategy(nil)")
+			return
+		}
+		o.strategy = s
+	}
+}
 
 // WithFilter adds a filter; only instances every filter accepts are used.
+// A nil filter is an invalid option.
 func WithFilter(f func(Instance) bool) ProviderOption {
-	return func(p *Provider) { p.filters = append(p.filters, f) }
+	return func(o *providerOptions) {
+		if f == nil {
+			o.invalid("WithFilter(nil)")
+			return
+		}
+		o.filters = append(o.filters, f)
+	}
 }
 
 // WithDownPolicy marks an instance down for downFor once NoteError has been
-// called threshold times for it (default: 30s after 2 errors).
+// called threshold times for it (default: 30s after 2 errors). downFor
+// must be positive and threshold at least 1.
 func WithDownPolicy(downFor time.Duration, threshold int) ProviderOption {
-	return func(p *Provider) { p.downFor, p.threshold = downFor, max(threshold, 1) }
+	return func(o *providerOptions) {
+		if downFor <= 0 || threshold < 1 {
+			o.invalid("WithDownPolicy(%v, %d): the period must be positive and the threshold at least 1", downFor, threshold)
+			return
+		}
+		o.downFor, o.threshold = downFor, threshold
+	}
 }
 
 // Provider hands out instances of one service from a Cache.
@@ -87,17 +125,26 @@ type Provider struct {
 	downTo map[string]time.Time
 }
 
-// NewProvider returns a provider over c.
-func NewProvider(c *Cache, opts ...ProviderOption) *Provider {
-	p := &Provider{cache: c, strategy: RoundRobin(), downFor: 30 * time.Second, threshold: 2, now: time.Now,
-		errs: map[string]int{}, downTo: map[string]time.Time{}}
-	for _, o := range opts {
-		o(p)
+// NewProvider returns a provider over c. A nil cache gives an error
+// wrapping ErrInvalidArgument, a bad option value one wrapping
+// ErrInvalidOption.
+func NewProvider(c *Cache, opts ...ProviderOption) (*Provider, error) {
+	if c == nil {
+		return nil, fmt.Errorf("%w: nil cache", ErrInvalidArgument)
 	}
-	return p
+	o := providerOptions{strategy: RoundRobin(), downFor: 30 * time.Second, threshold: 2}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.err != nil {
+		return nil, o.err
+	}
+	return &Provider{cache: c, strategy: o.strategy, filters: o.filters, downFor: o.downFor, threshold: o.threshold,
+		now: time.Now, errs: map[string]int{}, downTo: map[string]time.Time{}}, nil
 }
 
-// Instances returns the instances that pass the filters and are not down.
+// Instances returns the instances that pass the filters and are not down
+// (after the cache's Close, from the last instances it saw).
 func (p *Provider) Instances() []Instance {
 	all := p.cache.Instances()
 	now := p.now()
@@ -122,8 +169,13 @@ next:
 	return out
 }
 
-// Instance picks one available instance.
+// Instance picks one available instance. It returns ErrNoInstances when
+// none is available, and ErrClosed once the cache is closed (its
+// instances are no longer followed).
 func (p *Provider) Instance() (Instance, error) {
+	if p.cache.isClosed() {
+		return Instance{}, ErrClosed
+	}
 	in := p.Instances()
 	if len(in) == 0 {
 		return Instance{}, ErrNoInstances

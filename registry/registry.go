@@ -95,9 +95,19 @@ import (
 // ErrUnregistered is returned by Update and Unregister after Unregister.
 var ErrUnregistered = errors.New("registry: unregistered")
 
-// ErrClosed is what a Registration's Err returns after its Registry's
-// Close.
+// ErrClosed is returned by a Registry's methods after its Close (and by a
+// Cache's Close the second time); a Registration's Err, Update and
+// Unregister return it after its Registry's Close.
 var ErrClosed = errors.New("registry: closed")
+
+// ErrInvalidArgument is wrapped by the error for a bad argument: a nil
+// session or cache, or a base path or service name that is not a valid
+// path (that error also wraps resilience.ErrInvalidPath).
+var ErrInvalidArgument = errors.New("registry: invalid argument")
+
+// ErrInvalidOption is wrapped by the error New or NewProvider returns for
+// an option given a value out of its range.
+var ErrInvalidOption = errors.New("registry: invalid option")
 
 // ErrIDInUse means an instance's path holds a node this registration did
 // not create and may not replace. Errors wrapping it are *IDInUseError.
@@ -116,6 +126,7 @@ type IDInUseError struct {
 	Local bool
 }
 
+// Error says whose node holds the path.
 func (e *IDInUseError) Error() string {
 	switch {
 	case e.Local:
@@ -136,17 +147,35 @@ type options struct {
 	tp          trace.TracerProvider
 	mp          metric.MeterProvider
 	concurrency int
+	err         error // the first bad option value
 }
 
-// WithTracerProvider sets the tracer provider (default: the session's).
+func (o *options) invalid(format string, args ...any) {
+	if o.err == nil {
+		o.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+}
+
+// WithTracerProvider sets the tracer provider (default, or nil: the
+// session's).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
 
-// WithMeterProvider sets the meter provider (default: the session's).
+// WithMeterProvider sets the meter provider (default, or nil: the
+// session's).
 func WithMeterProvider(mp metric.MeterProvider) Option { return func(o *options) { o.mp = mp } }
 
 // WithConcurrency bounds how many registrations are re-created at once on
-// a new session (default 1024).
-func WithConcurrency(n int) Option { return func(o *options) { o.concurrency = n } }
+// a new session (default 1024). n must be at least 1: New returns an
+// error wrapping ErrInvalidOption otherwise.
+func WithConcurrency(n int) Option {
+	return func(o *options) {
+		if n < 1 {
+			o.invalid("WithConcurrency(%d): must be at least 1", n)
+			return
+		}
+		o.concurrency = n
+	}
+}
 
 // Registry registers and discovers service instances under a base path.
 type Registry struct {
@@ -156,6 +185,7 @@ type Registry struct {
 	tel  *telemetry
 
 	mu      sync.Mutex
+	closed  bool
 	regs    map[*Registration]struct{}
 	rebuild func()
 	rebuilt chan struct{} // closed (and replaced) when a rebuild step ends
@@ -186,19 +216,24 @@ type claimKey struct {
 // New returns a registry under base (for example "/services"). It
 // registers one rebuild step with the session, which re-creates every
 // ephemeral registration after a new session; Close removes it.
+//
+// A nil session gives an error wrapping ErrInvalidArgument; an invalid
+// base path one wrapping both ErrInvalidArgument and
+// resilience.ErrInvalidPath; a bad option value one wrapping
+// ErrInvalidOption.
 func New(s *resilience.Session, base string, opts ...Option) (*Registry, error) {
 	if s == nil {
-		return nil, fmt.Errorf("%w: nil session", ErrInvalidInstance)
+		return nil, fmt.Errorf("%w: nil session", ErrInvalidArgument)
 	}
 	if err := resilience.ValidatePath(base, false); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: base path: %w", ErrInvalidArgument, err)
 	}
 	o := options{concurrency: 1024}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.concurrency <= 0 {
-		o.concurrency = 1
+	if o.err != nil {
+		return nil, o.err
 	}
 	tel, err := newTelemetry(s, &o)
 	if err != nil {
@@ -235,9 +270,21 @@ func (r *Registry) isOwn(sid int64) bool {
 }
 
 // Close stops re-registering this registry's instances on new sessions and
-// stops restoring them. It does not unregister them: ephemeral ones go with
-// the session. Their Done channels are closed and Err returns ErrClosed.
-func (r *Registry) Close() {
+// stops restoring them. It does not unregister them (call Unregister
+// first for that): ephemeral ones go with the session, persistent ones
+// stay. Their Done channels are closed, and their Err, Update and
+// Unregister return ErrClosed, as do the Registry's methods. Caches made
+// by NewCache are not closed: each has its own Close. Close waits for the
+// registrations' own goroutines only (no network wait), and returns
+// ErrClosed if the registry is already closed.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	r.closed = true
+	r.mu.Unlock()
 	r.rebuild()
 	r.unlisten()
 	r.mu.Lock()
@@ -245,10 +292,22 @@ func (r *Registry) Close() {
 	r.regs = map[*Registration]struct{}{}
 	r.mu.Unlock()
 	for reg := range regs {
-		reg.stop()
-		reg.release()
-		reg.end(ErrClosed)
+		reg.close()
 	}
+	return nil
+}
+
+func (r *Registry) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// close ends a registration at its Registry's Close.
+func (g *Registration) close() {
+	g.stop()
+	g.release()
+	g.end(ErrClosed)
 }
 
 func (r *Registry) servicePath(name string) string { return path.Join(r.base, name) }
@@ -298,6 +357,9 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	if err := inst.validate(); err != nil {
 		return nil, err
 	}
+	if r.isClosed() {
+		return nil, ErrClosed
+	}
 	if inst.RegistrationTimeUTC == 0 {
 		inst.RegistrationTimeUTC = time.Now().UnixMilli()
 	}
@@ -322,6 +384,13 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 		return fail(err)
 	}
 	r.mu.Lock()
+	if r.closed {
+		// Close ran while the node was being written: Register came first,
+		// and Close ends the registration.
+		r.mu.Unlock()
+		reg.close()
+		return reg, nil
+	}
 	r.regs[reg] = struct{}{}
 	r.mu.Unlock()
 	r.tel.registrations.Add(ctx, 1)
@@ -438,7 +507,9 @@ func (g *Registration) Path() string {
 // Update replaces the registered instance (same name and id). The latest
 // Update is what a re-registration after expiry publishes. After a lost
 // request or reply it returns nil only when its node holds the new data;
-// see the package documentation for the other answers.
+// see the package documentation for the other answers. It returns
+// ErrUnregistered after Unregister, ErrClosed after the Registry's Close,
+// and the *IDInUseError once another session's node took the path.
 func (g *Registration) Update(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
@@ -451,6 +522,10 @@ func (g *Registration) Update(ctx context.Context, inst Instance) error {
 	if lost, ok := g.err.(*IDInUseError); ok {
 		g.mu.Unlock()
 		return lost
+	}
+	if g.err == ErrClosed {
+		g.mu.Unlock()
+		return ErrClosed
 	}
 	if inst.Name != g.inst.Name || inst.ID != g.inst.ID || inst.ServiceType != g.inst.ServiceType {
 		g.mu.Unlock()
@@ -491,6 +566,9 @@ func (g *Registration) write(ctx context.Context) error {
 		}
 		if lost, ok := lost.(*IDInUseError); ok {
 			return lost
+		}
+		if lost == ErrClosed {
+			return ErrClosed
 		}
 		var err error
 		if (czxid != 0 || fresh) && (!inst.ephemeral() || sid == s.SessionID()) {
@@ -906,12 +984,17 @@ func (g *Registration) unlockWrites() { <-g.writing }
 // else made at the path is left alone, and an unproved delete after a lost
 // request or reply means the node is gone. If removing the node fails (ctx
 // ended, say), calling Unregister again retries it; once the node is gone
-// it returns ErrUnregistered.
+// it returns ErrUnregistered. After the Registry's Close it returns
+// ErrClosed and leaves the node (an ephemeral one goes with the session).
 func (g *Registration) Unregister(ctx context.Context) error {
 	g.mu.Lock()
 	if g.gone {
 		g.mu.Unlock()
 		return ErrUnregistered
+	}
+	if g.err == ErrClosed {
+		g.mu.Unlock()
+		return ErrClosed
 	}
 	g.done = true
 	g.mu.Unlock()

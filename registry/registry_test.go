@@ -334,6 +334,15 @@ func TestCacheSkipsMalformed(t *testing.T) {
 	}
 }
 
+func mustProvider(t testing.TB, c *Cache, opts ...ProviderOption) *Provider {
+	t.Helper()
+	p, err := NewProvider(c, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func mustJSON(t testing.TB, in Instance) []byte {
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -366,7 +375,7 @@ func TestProvider(t *testing.T) {
 		for range cache.Events() {
 		}
 	}()
-	rr := NewProvider(cache)
+	rr := mustProvider(t, cache)
 	var seen []string
 	for i := 0; i < 6; i++ {
 		in, err := rr.Instance()
@@ -378,14 +387,14 @@ func TestProvider(t *testing.T) {
 	if strings.Join(seen, ",") != "i0,i1,i2,i0,i1,i2" {
 		t.Errorf("round robin gave %v", seen)
 	}
-	st := NewProvider(cache, WithStrategy(Sticky(Random())))
+	st := mustProvider(t, cache, WithStrategy(Sticky(Random())))
 	first, _ := st.Instance()
 	for i := 0; i < 5; i++ {
 		if in, _ := st.Instance(); in.ID != first.ID {
 			t.Fatalf("sticky moved from %s to %s", first.ID, in.ID)
 		}
 	}
-	zoneA := NewProvider(cache, WithFilter(func(in Instance) bool { return strings.Contains(string(in.Payload), `"a"`) }),
+	zoneA := mustProvider(t, cache, WithFilter(func(in Instance) bool { return strings.Contains(string(in.Payload), `"a"`) }),
 		WithDownPolicy(time.Hour, 2))
 	if got := zoneA.Instances(); len(got) != 2 {
 		t.Fatalf("filter kept %d", len(got))
@@ -403,15 +412,29 @@ func TestProvider(t *testing.T) {
 	if len(zoneA.Instances()) != 2 {
 		t.Fatal("still down after the down period")
 	}
-	empty := NewProvider(cache, WithFilter(func(Instance) bool { return false }))
+	empty := mustProvider(t, cache, WithFilter(func(Instance) bool { return false }))
 	if _, err := empty.Instance(); !errors.Is(err, ErrNoInstances) {
 		t.Fatalf("no instances: %v", err)
+	}
+	// Once the cache is closed its instances are not followed: a pick
+	// says so instead of handing out a stale one.
+	if err := cache.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rr.Instance(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Instance after the cache's Close: %v", err)
+	}
+	if err := cache.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v", err)
 	}
 }
 
 func TestBadInput(t *testing.T) {
-	if _, err := New(nil, "/x"); !errors.Is(err, ErrInvalidInstance) {
-		t.Errorf("nil session: %v", err)
+	if _, err := New(nil, "/x"); !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrInvalidInstance) {
+		t.Errorf("nil session: %v, want ErrInvalidArgument (and not ErrInvalidInstance)", err)
+	}
+	if _, err := NewProvider(nil); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("NewProvider(nil): %v, want ErrInvalidArgument", err)
 	}
 	for _, in := range []Instance{{}, {Name: "a"}, {ID: "b"}, {Name: "a/b", ID: "c"}, {Name: "a", ID: ".."},
 		{Name: "a", ID: "b", ServiceType: "WEIRD"}, {Name: "a", ID: "b", Payload: json.RawMessage("{bad")}} {
@@ -427,20 +450,127 @@ func TestBadInput(t *testing.T) {
 		return
 	}
 	s := connect(t, ens.Addrs())
-	if _, err := New(s, "relative"); !errors.Is(err, resilience.ErrInvalidPath) {
-		t.Errorf("bad base: %v", err)
+	for _, base := range []string{"relative", "/trailing/", "/a//b", ""} {
+		_, err := New(s, base)
+		if !errors.Is(err, ErrInvalidArgument) || !errors.Is(err, resilience.ErrInvalidPath) {
+			t.Errorf("base %q: %v, want ErrInvalidArgument and resilience.ErrInvalidPath", base, err)
+		}
 	}
-	r, _ := New(s, basePath())
+	for _, n := range []int{0, -1} {
+		if r, err := New(s, basePath(), WithConcurrency(n)); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("WithConcurrency(%d): %v, want ErrInvalidOption", n, err)
+			if r != nil {
+				r.Close()
+			}
+		}
+	}
+	r, err := New(s, basePath(), WithConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer r.Close()
 	ctx := ctxT(t, 10*time.Second)
 	if _, err := r.Register(ctx, big); !errors.Is(err, ErrInvalidInstance) {
 		t.Errorf("Register oversized: %v", err)
 	}
-	if _, err := r.NewCache(ctx, "a/b"); !errors.Is(err, ErrInvalidInstance) {
-		t.Errorf("cache of a bad service name: %v", err)
+	for _, svc := range []string{"a/b", "", ".."} {
+		if _, err := r.NewCache(ctx, svc); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("cache of service %q: %v, want ErrInvalidArgument", svc, err)
+		}
+		if _, err := r.Instances(ctx, svc); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Instances of service %q: %v, want ErrInvalidArgument", svc, err)
+		}
 	}
 	if names, err := r.Services(ctx); err != nil || len(names) != 0 {
 		t.Errorf("rejected calls left services %v (%v)", names, err)
+	}
+	cache, err := r.NewCache(ctx, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	for name, opt := range map[string]ProviderOption{
+		"WithDownPolicy(0, 2)":   WithDownPolicy(0, 2),
+		"WithDownPolicy(-1s, 2)": WithDownPolicy(-time.Second, 2),
+		"WithDownPolicy(1h, 0)":  WithDownPolicy(time.Hour, 0),
+		"WithStrategy(nil)":      WithStrategy(nil),
+		"WithFilter(nil)":        WithFilter(nil),
+	} {
+		if _, err := NewProvider(cache, WithStrategy(Random()), opt); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: %v, want ErrInvalidOption", name, err)
+		}
+	}
+	if _, err := NewProvider(cache, WithDownPolicy(time.Second, 1), WithStrategy(Random()), WithFilter(func(Instance) bool { return true })); err != nil {
+		t.Errorf("valid provider options: %v", err)
+	}
+}
+
+// TestClose checks Close's contract: the registry's and its
+// registrations' calls return ErrClosed afterwards, the registrations end
+// with Done closed, and their nodes are left in place.
+func TestClose(t *testing.T) {
+	needZK(t)
+	ctx := ctxT(t, time.Minute)
+	s := connect(t, ens.Addrs())
+	base := basePath()
+	r, err := New(s, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := r.Register(ctx, instance("svc", "dyn", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := instance("svc", "static", 2)
+	st.ServiceType = Static
+	static, err := r.Register(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Delete(context.Background(), static.Path(), -1) })
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(); !errors.Is(err, ErrClosed) {
+		t.Errorf("second Close: %v, want ErrClosed", err)
+	}
+	for _, g := range []*Registration{dyn, static} {
+		select {
+		case <-g.Done():
+		default:
+			t.Errorf("%s: Done not closed by Close", g.Path())
+		}
+		if err := g.Err(); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: Err %v, want ErrClosed", g.Path(), err)
+		}
+		if err := g.Update(ctx, g.Instance()); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: Update after Close: %v, want ErrClosed", g.Path(), err)
+		}
+		if err := g.Unregister(ctx); !errors.Is(err, ErrClosed) {
+			t.Errorf("%s: Unregister after Close: %v, want ErrClosed", g.Path(), err)
+		}
+	}
+	if _, err := r.Register(ctx, instance("svc", "late", 3)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Register after Close: %v", err)
+	}
+	if _, err := r.RegisterWait(ctx, instance("svc", "late", 3)); !errors.Is(err, ErrClosed) {
+		t.Errorf("RegisterWait after Close: %v", err)
+	}
+	if _, err := r.NewCache(ctx, "svc"); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewCache after Close: %v", err)
+	}
+	if _, err := r.Instances(ctx, "svc"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Instances after Close: %v", err)
+	}
+	if _, err := r.Services(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Services after Close: %v", err)
+	}
+	// Close does not unregister: both nodes are still there, and no node
+	// was made for the calls after Close.
+	got := testkit.Children(t, s, path.Join(base, "svc"))
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, []string{"dyn", "static"}) {
+		t.Errorf("nodes after Close: %v, want [dyn static]", got)
 	}
 }
 
