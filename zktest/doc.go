@@ -2,18 +2,25 @@
 // standalone server or an ensemble of N peers on 127.0.0.1, each behind a
 // fault-injecting TCP proxy.
 //
-// A test starts an ensemble, points its ZooKeeper client at the proxies and
-// then breaks things:
+// A test starts an ensemble, gives each client under test a Link of its
+// own (one private proxy per server) and then breaks things:
 //
 //	e := zktest.StartEnsemble(t, zktest.WithServers(3))
-//	conn, _, err := zk.Connect(e.Addrs(), 5*time.Second)
+//	link, err := e.NewLink() // this client's own path to every server
+//	s, err := resilience.Connect(ctx, link.Addrs())
 //	...
-//	e.Server(0).Proxy().DropConnections() // connection loss, session survives
-//	e.Server(0).Proxy().Blackhole()       // partition: silence until timeouts
-//	e.Server(0).Proxy().Heal()
-//	e.ExpireSession(ctx, conn.SessionID()) // session expiry, right now
+//	link.Blackhole()                      // partition this client (only) from every server
+//	link.Heal()                           // and back
+//	link.ProxyFor(s.Server()).Blackhole() // cut it off from its server: it moves to another
+//	link.SetLatency(50 * time.Millisecond) // slow this client down
+//	e.ExpireSession(ctx, s.SessionID())    // the ensemble expires its session, now
 //	leader, _ := e.Leader(ctx)
-//	leader.Kill()                          // crash the leader; a new one is elected
+//	leader.Kill() // crash the leader; a new one is elected
+//
+// Ensemble.Addrs and Server.Proxy are the ensemble's shared proxies: a
+// fault there hits every client connected through them, and a client that
+// names every server merely moves to another one. Fault one client through
+// its Link.
 //
 // # Requirements
 //
@@ -46,14 +53,16 @@
 //
 // # Faults
 //
-// Clients should connect to the proxy addresses (Ensemble.Addrs,
-// Ensemble.ConnectString, Server.Addr). Each Proxy can drop its
-// connections, black-hole traffic (a partition the client notices only by
-// its own timeouts), refuse connections and add latency; Heal restores it.
-// The proxy also records the id and password of every session established
-// through it, which lets Ensemble.ExpireSession close a session on the
-// server side the way an expiry would, so tests need not wait out a session
-// timeout.
+// Clients connect through proxies: a Link per client (Ensemble.NewLink;
+// Link.Addrs for its server list), or the ensemble's shared ones
+// (Ensemble.Addrs, Ensemble.ConnectString, Server.Addr). Each Proxy, and
+// each Link for all of its proxies at once, can drop its connections,
+// black-hole traffic (a partition the client notices only by its own
+// timeouts), refuse connections and add latency; Heal restores it. The
+// proxies also record the id and password of every session established
+// through them, which lets Ensemble.ExpireSession close a session on the
+// server side the way an expiry would, so tests need not wait out a
+// session timeout.
 //
 // BlackholeRequests and BlackholeReplies (on a Proxy or a Link) cut one
 // direction only: what the client sends is lost while notifications still
@@ -67,6 +76,16 @@
 // for syncLimit ticks (see WithSyncLimit), while the leader may already
 // have expired their sessions; RejoinPeers ends the isolation. The
 // repository's docs/faults.md lists every fault and what it models.
+//
+// # Logs
+//
+// The servers' logs stay out of a test's output: each server writes its
+// own log file (Server.LogPath), and a test that fails is shown the last
+// lines each server wrote while it ran (20 by default, see
+// WithFailureLogLines), each cut to 300 bytes: StartEnsemble does this for
+// the ensemble it starts, Ensemble.LogOnFailure for tests sharing one
+// ensemble. ZKTEST_LOGS=1 in the environment streams every line to stderr
+// (WithLogWriter streams them to a writer of your choice).
 //
 // A server without a quorum still accepts TCP connections on its client
 // port but closes each one as soon as the client sends its connect request,

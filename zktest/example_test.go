@@ -2,78 +2,92 @@ package zktest_test
 
 import (
 	"context"
-	"testing"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
 
-// This is how a test of your own uses zktest: start a three-node ensemble,
-// connect a client through the proxies, then inject faults.
-func ExampleStartEnsemble() {
-	t := &testing.T{} // in a real test: the *testing.T of func TestXxx(t *testing.T)
-
-	// Starts the servers (failing the test if ZooKeeper is not installed)
-	// and registers their cleanup with t.Cleanup.
-	e := zktest.StartEnsemble(t, zktest.WithServers(3))
+// Each client under test reaches the servers through a Link of its own, so
+// a fault can hit one client while the others carry on. Here client a is
+// cut off from the ensemble (all of its link's paths black-holed) and its
+// session suspends, while client b, on another link, keeps writing; then
+// the ensemble expires a's session and a gets a new one.
+//
+// In a test, zktest.StartEnsemble(t, zktest.WithServers(3)) starts the
+// ensemble and closes it at cleanup; Start is the same for code without a
+// testing.TB, such as a TestMain sharing one ensemble among its tests.
+func ExampleEnsemble_NewLink() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-
-	conn, _, err := zk.Connect(e.Addrs(), 5*time.Second)
+	ens, err := zktest.Start(ctx) // one standalone server: WithServers(3) for an ensemble
 	if err != nil {
-		t.Fatal(err)
+		fmt.Println(err)
+		return
 	}
-	defer conn.Close()
-	if _, err := conn.Create("/service", []byte("up"), zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
+	defer ens.Close()
 
-	// Connection loss: the client reconnects and keeps its session.
-	for _, s := range e.Servers() {
-		s.Proxy().DropConnections()
+	connect := func(link *zktest.Link) *resilience.Session {
+		s, err := resilience.Connect(ctx, link.Addrs(), // the link's address for every server
+			resilience.WithSessionTimeout(4*time.Second),
+			resilience.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			panic(err)
+		}
+		return s
 	}
-
-	// Session expiry, without waiting for the timeout: the ephemeral node
-	// goes away and the client is told its session expired.
-	if err := e.ExpireSession(ctx, conn.SessionID()); err != nil {
-		t.Fatal(err)
-	}
-
-	// Leader crash: the other two servers elect a new leader.
-	leader, err := e.Leader(ctx)
+	linkA, err := ens.NewLink()
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
-	if err := leader.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Leader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// ... and back.
-	if err := leader.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitServing(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// Start is the variant for code without a testing.TB, such as a TestMain
-// that shares one ensemble among all tests of a package.
-func ExampleStart() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e, err := zktest.Start(ctx, zktest.WithServers(1))
+	defer linkA.Close()
+	linkB, err := ens.NewLink()
 	if err != nil {
-		panic(err) // in a TestMain: print err and os.Exit(1)
+		panic(err)
 	}
-	defer e.Close()
+	defer linkB.Close()
+	a, b := connect(linkA), connect(linkB)
+	defer a.Close()
+	defer b.Close()
 
-	// Partition the client from the server, then heal.
-	p := e.Server(0).Proxy()
-	p.Blackhole()
-	p.Heal()
-	_ = e.ConnectString() // "127.0.0.1:port", for the client under test
+	// Partition a from every server. (linkA.Proxy(i) faults its path to
+	// server i alone; SetLatency, DropConnections, BlackholeRequests and
+	// BlackholeReplies work the same way.)
+	linkA.Blackhole()
+	if err := a.WaitState(ctx, resilience.Suspended); err != nil {
+		panic(err)
+	}
+	fmt.Println("a:", a.State())
+	if _, err := b.Create(ctx, "/greeting", []byte("hello"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		panic(err)
+	}
+	fmt.Println("b: created /greeting while a was cut off")
+
+	linkA.Heal()
+	if err := a.WaitState(ctx, resilience.Reconnected, resilience.Connected); err != nil {
+		panic(err)
+	}
+	fmt.Println("a: session again:", a.State().HasSession())
+
+	// The ensemble expires a's session now, as after a long partition.
+	old := a.SessionID()
+	if err := ens.ExpireSession(ctx, old); err != nil {
+		panic(err)
+	}
+	for a.SessionID() == old || a.State() != resilience.Connected {
+		if ctx.Err() != nil {
+			panic(ctx.Err())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("a: new session:", a.SessionID() != old)
+	// Output:
+	// a: Suspended
+	// b: created /greeting while a was cut off
+	// a: session again: true
+	// a: new session: true
 }
