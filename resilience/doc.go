@@ -54,6 +54,36 @@
 // the Session a logger that discards them, such as
 // slog.New(slog.DiscardHandler), and log from Subscribe.
 //
+// # Telemetry
+//
+// The Session traces and measures through the providers given with
+// WithTracerProvider and WithMeterProvider (default the global ones),
+// under the instrumentation scope ScopeName. Attribute names carry no
+// units; durations are histograms in seconds.
+//
+//   - Span zkrecipes.session.suspension: one per outage, from the first
+//     loss of contact (Suspended) until the session is usable again
+//     (Reconnected, or Connected on a new session after Lost), or Closed.
+//     Attributes server.address, server.port, zkrecipes.session.id,
+//     zkrecipes.session.timeout (seconds), zkrecipes.cause (why contact was
+//     lost), and at the end zkrecipes.outcome: ok (the session came back),
+//     error with error.type session_lost (a new session replaced it; the
+//     loss is the event zkrecipes.session.lost with its zkrecipes.cause),
+//     or canceled (closed first).
+//   - Span zkrecipes.session.rebuild, one per rebuild after a new session,
+//     with zkrecipes.session.id, zkrecipes.session.rebuild.steps,
+//     zkrecipes.session.rebuild.rounds and zkrecipes.outcome (error.type
+//     session_lost if the session ended first), and a child
+//     zkrecipes.session.rebuild.step per step per round with
+//     zkrecipes.session.rebuild.step.name, zkrecipes.outcome and, on
+//     failure, error.type.
+//   - Metrics zkrecipes.session.transitions (by zkrecipes.state.from,
+//     zkrecipes.state.to, zkrecipes.cause), zkrecipes.session.suspension.duration
+//     (the outage, by zkrecipes.outcome and error.type),
+//     zkrecipes.session.rebuild.duration (per round, by zkrecipes.outcome
+//     and error.type) and zkrecipes.session.rebuild.failures (failed steps,
+//     by error.type).
+//
 // Higher-level recipes (locks, elections, service registration) are built on
 // Session in sibling packages and never touch the *zk.Conn directly.
 package resilience

@@ -30,7 +30,7 @@ type config struct {
 	backoffMin      time.Duration
 	backoffMax      time.Duration
 	presumeFraction float64
-	rebuildLimit    int
+	concurrency     int
 	rebuildReport   func(RebuildReport)
 }
 
@@ -46,7 +46,7 @@ func defaultConfig() config {
 		acl:            zk.WorldACL(zk.PermAll),
 		backoffMin:     10 * time.Millisecond,
 		backoffMax:     time.Second,
-		rebuildLimit:   16,
+		concurrency:    16,
 	}
 }
 
@@ -58,8 +58,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: presumed-expiry fraction %v must not be negative", ErrInvalidOption, c.presumeFraction)
 	case c.backoffMin <= 0 || c.backoffMax < c.backoffMin:
 		return fmt.Errorf("%w: backoff range [%v, %v]", ErrInvalidOption, c.backoffMin, c.backoffMax)
-	case c.rebuildLimit <= 0:
-		return fmt.Errorf("%w: rebuild concurrency %d must be positive", ErrInvalidOption, c.rebuildLimit)
+	case c.concurrency <= 0:
+		return fmt.Errorf("%w: concurrency %d must be positive", ErrInvalidOption, c.concurrency)
 	case c.dialer == nil:
 		return fmt.Errorf("%w: nil dialer", ErrInvalidOption)
 	case len(c.acl) == 0:
@@ -148,8 +148,8 @@ func WithPresumedExpiry(fraction float64) Option {
 	return func(c *config) { c.presumeFraction = fraction }
 }
 
-// WithRebuildConcurrency bounds how many rebuild steps run at once after a
-// new session (default 16).
-func WithRebuildConcurrency(n int) Option {
-	return func(c *config) { c.rebuildLimit = n }
+// WithConcurrency bounds how many rebuild steps (see Session.OnNewSession)
+// run at once after a new session (default 16). n must be positive.
+func WithConcurrency(n int) Option {
+	return func(c *config) { c.concurrency = n }
 }

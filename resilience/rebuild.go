@@ -2,12 +2,11 @@ package resilience
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-multierror"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -22,7 +21,7 @@ type rebuildStep struct {
 
 // OnNewSession registers a rebuild step, run after every new session that
 // follows Lost (not after the first session, nor after Reconnected, where
-// nothing was lost). Steps run concurrently, at most WithRebuildConcurrency
+// nothing was lost). Steps run concurrently, at most WithConcurrency
 // at a time; all failures of a round are collected, reported together (log,
 // span, the WithRebuildReport hook) and the failed steps are retried with
 // backoff until they succeed or the session is lost again. The returned
@@ -89,37 +88,50 @@ func (s *Session) rebuild(ctx context.Context, sid int64) {
 	if len(pending) == 0 {
 		return
 	}
-	ctx, span := s.tel.tracer.Start(ctx, "zkrecipes.session.rebuild", trace.WithAttributes(
-		attribute.String("zkrecipes.session.id", sessionHex(sid)),
-		attribute.Int("zkrecipes.rebuild.steps", len(pending)),
+	ctx, span := s.tel.tracer.Start(ctx, spanRebuild, trace.WithAttributes(
+		keySessionID.String(sessionHex(sid)),
+		keyRebuildSteps.Int(len(pending)),
 	))
 	defer span.End()
+	// ended is the span's error when the session ends before the steps do.
+	ended := func() error {
+		select {
+		case <-s.closing:
+			return fmt.Errorf("%w: closed before the rebuild finished", ErrClosed)
+		default:
+			return fmt.Errorf("%w: session %s ended before the rebuild finished", ErrSessionLost, sessionHex(sid))
+		}
+	}
 	b := s.newBackoff()
 	for round := 1; ; round++ {
 		start := time.Now()
-		failed, err := s.rebuildRound(ctx, pending)
-		rep := RebuildReport{SessionID: sid, Round: round, Steps: len(pending), Err: err, Duration: time.Since(start)}
-		s.tel.rebuilt(ctx, rep, len(failed))
+		failed, errs := s.rebuildRound(ctx, pending)
+		rep := RebuildReport{SessionID: sid, Round: round, Steps: len(pending), Duration: time.Since(start)}
+		if len(errs) > 0 {
+			rep.Err = multierror.Append(nil, errs...)
+		}
+		s.tel.rebuilt(ctx, rep, errs)
 		// The span and log come before the report, so that whoever acts on
 		// the report finds them complete.
-		if err == nil {
-			span.SetAttributes(attribute.Int("zkrecipes.rebuild.rounds", round))
+		span.SetAttributes(keyRebuildRounds.Int(round))
+		if rep.Err == nil {
+			finish(span, nil)
 			span.End()
 			s.log.Info("zookeeper: rebuilt on new session", "session.id", sessionHex(sid), "steps", rep.Steps, "round", round, "duration", rep.Duration)
 			s.report(rep)
 			return
 		}
-		span.RecordError(err)
-		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session.id", sessionHex(sid), "failed", len(failed), "round", round, "error", err)
+		span.RecordError(rep.Err)
+		s.log.Warn("zookeeper: rebuild steps failed; retrying", "session.id", sessionHex(sid), "failed", len(failed), "round", round, "error", rep.Err)
 		if ctx.Err() != nil {
-			span.SetStatus(codes.Error, "session ended before rebuild finished")
+			finish(span, ended())
 			span.End()
 			s.report(rep)
 			return
 		}
 		s.report(rep)
 		if b.wait(ctx, s.closing) != nil {
-			span.SetStatus(codes.Error, "session ended before rebuild finished")
+			finish(span, ended())
 			return
 		}
 		// Retry only the failed steps that are still registered.
@@ -132,18 +144,21 @@ func (s *Session) rebuild(ctx context.Context, sid int64) {
 		}
 		s.mu.Unlock()
 		if len(pending) == 0 {
+			finish(span, nil) // what failed was unregistered
 			return
 		}
 	}
 }
 
-func (s *Session) rebuildRound(ctx context.Context, steps map[uint64]*rebuildStep) ([]uint64, error) {
+// rebuildRound runs steps, at most WithConcurrency at a time, and returns
+// the ids of the failed ones and their errors (each a *StepError).
+func (s *Session) rebuildRound(ctx context.Context, steps map[uint64]*rebuildStep) ([]uint64, []error) {
 	var (
 		mu     sync.Mutex
-		merr   *multierror.Error
+		errs   []error
 		failed []uint64
 		wg     sync.WaitGroup
-		sem    = make(chan struct{}, s.cfg.rebuildLimit)
+		sem    = make(chan struct{}, s.cfg.concurrency)
 	)
 	for id, st := range steps {
 		wg.Add(1)
@@ -151,14 +166,13 @@ func (s *Session) rebuildRound(ctx context.Context, steps map[uint64]*rebuildSte
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			sctx, span := s.tel.tracer.Start(ctx, "zkrecipes.session.rebuild.step",
-				trace.WithAttributes(attribute.String("zkrecipes.rebuild.step", st.name)))
+			sctx, span := s.tel.tracer.Start(ctx, spanRebuildStep,
+				trace.WithAttributes(keyStepName.String(st.name)))
 			err := st.fn(sctx)
+			finish(span, err)
 			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
 				mu.Lock()
-				merr = multierror.Append(merr, &StepError{Step: st.name, Err: err})
+				errs = append(errs, &StepError{Step: st.name, Err: err})
 				failed = append(failed, id)
 				mu.Unlock()
 			}
@@ -166,7 +180,7 @@ func (s *Session) rebuildRound(ctx context.Context, steps map[uint64]*rebuildSte
 		}()
 	}
 	wg.Wait()
-	return failed, merr.ErrorOrNil()
+	return failed, errs
 }
 
 // StepError is one rebuild step's failure inside a RebuildReport's Err.
