@@ -327,11 +327,15 @@ func (s *Server) logExcerpt(lines int) string {
 
 // WaitServing waits until the server serves requests, that is until it
 // answers the "srvr" command on its direct address with a Mode line. It
-// fails at once if the server is not running.
+// fails at once if the server is not running (ErrNotServing) or the
+// ensemble is closed (ErrClosed).
 func (s *Server) WaitServing(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		if s.ens.isClosed() {
+			return ErrClosed
+		}
 		p := s.current()
 		if p == nil || p.exited() {
 			return &notServingError{id: s.id, reason: "process is not running"}
@@ -369,8 +373,11 @@ func (s *Server) modeWhileAlive(ctx context.Context, p *process) (string, error)
 // role with the "srvr" command and returns "leader", "follower" or
 // "standalone" (or "observer", "read-only"). When the server is not
 // serving, for instance because it is stopped or has no quorum, the error
-// wraps ErrNotServing.
+// wraps ErrNotServing. After the ensemble's Close it returns ErrClosed.
 func (s *Server) Mode(ctx context.Context) (string, error) {
+	if s.ens.isClosed() {
+		return "", ErrClosed
+	}
 	if !s.Running() {
 		return "", &notServingError{id: s.id, reason: "process is not running"}
 	}

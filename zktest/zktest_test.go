@@ -427,6 +427,24 @@ func TestCloseCleansUp(t *testing.T) {
 	if err := s.Stop(); err != nil {
 		t.Errorf("Stop after Close: %v", err)
 	}
+	if _, err := s.Mode(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Mode after Close: %v, want ErrClosed", err)
+	}
+	if err := s.WaitServing(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Server.WaitServing after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.Leader(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Leader after Close: %v, want ErrClosed", err)
+	}
+	if err := e.ExpireSession(ctx, c.SessionID()); !errors.Is(err, ErrClosed) {
+		t.Errorf("ExpireSession after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Pause(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Pause after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.NewLink(); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewLink after Close: %v, want ErrClosed", err)
+	}
 }
 
 func TestStartOptions(t *testing.T) {
