@@ -449,7 +449,7 @@ func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 		if err != nil {
 			su.t.Fatal(err)
 		}
-		su.t.Cleanup(r.Close)
+		su.t.Cleanup(func() { _ = r.Close() })
 		reg, err := r.Register(su.ctx, registry.Instance{Name: "api", ID: c.name, Address: "10.0.0.1", Port: registry.Int(8000 + i), Payload: json.RawMessage(`{"seq":0}`)})
 		if err != nil {
 			su.t.Fatal(err)
@@ -459,7 +459,7 @@ func (su *suite) registrations(wg *sync.WaitGroup, n int) {
 		c.regSince = time.Now()
 		c.mu.Unlock()
 		if i == 0 && su.cfg.bugs.registryClosed {
-			r.Close() // the bug: nothing keeps this registration any more
+			_ = r.Close() // the bug: nothing keeps this registration any more
 			continue
 		}
 		if i == n-1 {

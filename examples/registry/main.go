@@ -99,7 +99,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer cache.Close()
-	provider := registry.NewProvider(cache)
+	provider, err := registry.NewProvider(cache)
+	if err != nil {
+		return err
+	}
 	events := map[registry.EventType]int{}
 	done := make(chan struct{})
 	go func() {
