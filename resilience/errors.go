@@ -27,7 +27,8 @@ var (
 	// ErrDataTooLarge is returned when a request would exceed ZooKeeper's
 	// default packet limit (jute.maxbuffer, 1 MiB).
 	ErrDataTooLarge = errors.New("resilience: data too large")
-	// ErrInvalidOption is returned by Connect for an out-of-range option.
+	// ErrInvalidOption is returned by Connect for a bad option value: out of
+	// range, malformed, or nil where a value is needed.
 	ErrInvalidOption = errors.New("resilience: invalid option")
 	// ErrOutcomeUnknown means a write's request or its reply was lost with
 	// the connection and what happened cannot be proved: the write may or

@@ -49,9 +49,14 @@ type RebuildReport struct {
 }
 
 // WithRebuildReport sets a function called after every rebuild round, on
-// the rebuild's goroutine.
+// the rebuild's goroutine. nil is rejected.
 func WithRebuildReport(fn func(RebuildReport)) Option {
-	return func(c *config) { c.rebuildReport = fn }
+	return func(c *config) {
+		if fn == nil {
+			c.reject("nil rebuild report function")
+		}
+		c.rebuildReport = fn
+	}
 }
 
 // startRebuild cancels a rebuild still running for an earlier session and

@@ -96,7 +96,11 @@ type generation struct {
 // tcp ...: connection refused"), and wraps both ctx.Err() and that failure.
 func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, error) {
 	cfg := defaultConfig()
-	for _, o := range opts {
+	for i, o := range opts {
+		if o == nil {
+			cfg.reject("option %d is nil", i)
+			continue
+		}
 		o(&cfg)
 	}
 	if err := cfg.validate(); err != nil {
