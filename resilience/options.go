@@ -3,10 +3,10 @@ package resilience
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 	"log/slog"
+	"math"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
