@@ -74,7 +74,7 @@ func TestRunBacksOffBetweenTerms(t *testing.T) {
 			return nil
 		})
 	}()
-	const n = 5
+	const n = 6
 	waitCalls(t, &calls, n, 30*time.Second)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -96,7 +96,12 @@ func TestRunBacksOffBetweenTerms(t *testing.T) {
 		}
 		pause = min(2*pause, runBackoffMax)
 	}
+	// The count the spinning Run was caught by: at most 5 calls in 2 s
+	// (the 6th comes at least 100+200+400+800+1600 ms after the 1st began).
 	last, _, _ := calls.get(n - 1)
+	if d := last.Sub(first); d < 2*time.Second {
+		t.Errorf("%d calls within %v; want at most %d in 2s", n, d, n-1)
+	}
 	t.Logf("%d calls in %v, each after the previous term began: %v (a spinning Run made 1,175 in 2s)", n, last.Sub(first).Round(time.Millisecond), gaps)
 	waitChildren(t, s, p, 0, 10*time.Second)
 }
