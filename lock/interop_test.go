@@ -175,6 +175,71 @@ func TestInteropWithCuratorAndKazoo(t *testing.T) {
 	waitChildren(t, gs, p, 0, 10*time.Second)
 }
 
+// What the package doc says of Kazoo: its default Lock does not see our
+// nodes and takes a lock a Go client holds; given extra_lock_patterns
+// ["-lock-"] (its default "__lock__" node name kept) the two exclude each
+// other both ways.
+func TestInteropWithKazooDefaultLock(t *testing.T) {
+	needZK(t)
+	kaz := interop.Kazoo(t)
+	ctx := ctxT(t, time.Minute)
+	if err := kaz.Connect(ctx, "k1", ens.ConnectString(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gs := connect(t, ens.Addrs())
+	p := lockPath(t)
+	m, _ := NewMutex(gs, p)
+	gl, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kazoo's defaults (no extra patterns): it acquires while Go holds.
+	node, _, err := kaz.MutexAcquire(ctx, "k1", p, 10*time.Second, "extra=")
+	if err != nil {
+		t.Fatalf("Kazoo without extra_lock_patterns did not acquire while Go held (%v): the package doc's warning is wrong", err)
+	}
+	if !strings.Contains(node, "__lock__") {
+		t.Errorf("Kazoo's default node %q has no __lock__ marker", node)
+	}
+	t.Logf("as the package doc says, default Kazoo acquired %s while Go held %s", node, gl.Path())
+	if _, err := kaz.MutexRelease(ctx, "k1", p); err != nil {
+		t.Fatal(err)
+	}
+
+	// With extra_lock_patterns=["-lock-"] (the driver's default) Kazoo
+	// waits for Go: its bounded attempt times out.
+	if _, _, err := kaz.MutexAcquire(ctx, "k1", p, 300*time.Millisecond); !errors.Is(err, interop.ErrTimeout) {
+		t.Fatalf("Kazoo with extra_lock_patterns while Go held: %v, want a timeout", err)
+	}
+	goReleased := time.Now()
+	if err := gl.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	node, at, err := kaz.MutexAcquire(ctx, "k1", p, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.Before(goReleased) {
+		t.Errorf("Kazoo acquired at %v, before Go released at %v", at, goReleased)
+	}
+	// And Go sees Kazoo's "__lock__" holder.
+	if l, err := m.TryLock(ctx); !errors.Is(err, ErrLocked) {
+		t.Errorf("Go TryLock while Kazoo (%s) held: %v, want ErrLocked", node, err)
+		if err == nil {
+			_ = l.Release(ctx)
+		}
+	}
+	if _, err := kaz.MutexRelease(ctx, "k1", p); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.TryLock(ctx)
+	if err != nil {
+		t.Fatalf("Go TryLock after Kazoo released: %v", err)
+	}
+	_ = l.Release(ctx)
+	waitChildren(t, gs, p, 0, 10*time.Second)
+}
+
 // Curator's read-write lock and ours share one queue: a Curator reader
 // shares with a Go reader and keeps Go's writer waiting until it leaves;
 // Go's writer keeps Curator's writer out until it releases.
