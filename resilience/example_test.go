@@ -11,57 +11,72 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
+// servers are the addresses of the ZooKeeper ensemble the examples use; in
+// a program, for example []string{"zk1:2181", "zk2:2181", "zk3:2181"}. The
+// package's tests point it at their own ensemble.
+var servers []string
+
+func init() { resilience.UseExampleServers = func(addrs []string) { servers = addrs } }
+
+// Connect, then write and read a node. The ephemeral node belongs to this
+// session: the ensemble deletes it when the session ends.
 func ExampleConnect() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"},
-		resilience.WithSessionTimeout(10*time.Second))
+	s, err := resilience.Connect(ctx, servers, resilience.WithSessionTimeout(10*time.Second))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
+	fmt.Println("state:", s.State())
 
-	// An ephemeral node bound to this session: if the session is lost before
-	// the create completes, the error wraps ErrSessionLost.
-	p, err := s.Create(ctx, "/services/me", []byte("10.0.0.1:8080"), zk.FlagEphemeral, nil)
+	p, err := s.Create(ctx, "/example-connect", []byte("10.0.0.1:8080"), zk.FlagEphemeral, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("registered at", p)
+	data, stat, err := s.Get(ctx, p)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s = %s (ours: %v)\n", p, data, stat.EphemeralOwner == s.SessionID())
+	// Output:
+	// state: Connected
+	// /example-connect = 10.0.0.1:8080 (ours: true)
 }
 
+// A subscriber first receives the state the session is in now (cause
+// "current"), then every transition; the channel closes after Closed.
 func ExampleSession_Subscribe() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	s, err := resilience.Connect(ctx, servers)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
 
-	for tr := range s.Subscribe(ctx) { // closed after Closed
-		switch tr.To {
-		case resilience.Suspended:
-			fmt.Println("connection lost; the session may still be alive")
-		case resilience.Reconnected:
-			fmt.Println("same session back:", tr.SessionID)
-		case resilience.Lost:
-			fmt.Println("session gone:", tr.Cause)
-		case resilience.Connected:
-			fmt.Printf("new session %x (was %x)\n", tr.SessionID, tr.OldSessionID)
-		}
+	sub := s.Subscribe(ctx)
+	now := <-sub
+	fmt.Println(now.From, "->", now.To, now.Cause, now.SessionID == s.SessionID())
+
+	s.Close()
+	for tr := range sub { // a real subscriber reacts here: Suspended, Reconnected, Lost, Connected
+		fmt.Println(tr.From, "->", tr.To, tr.Cause)
 	}
+	// Output:
+	// Connected -> Connected current true
+	// Connected -> Closed closed
 }
 
+// Re-create an ephemeral node on every new session after a Lost.
 func ExampleSession_OnNewSession() {
 	ctx := context.Background()
-	s, err := resilience.Connect(ctx, []string{"127.0.0.1:2181"})
+	s, err := resilience.Connect(ctx, servers)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer s.Close()
 
-	// Re-create an ephemeral node on every new session after a Lost.
 	register := func(ctx context.Context) error {
 		_, err := s.Create(ctx, "/members/worker-1", nil, zk.FlagEphemeral, nil)
 		return err

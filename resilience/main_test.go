@@ -2,11 +2,13 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,13 +22,25 @@ import (
 // path and put back whatever servers and proxies they disturb.
 var ens *zktest.Ensemble
 
+// UseExampleServers, set by the examples (package resilience_test), is
+// given the ensemble's addresses once it runs: the examples connect to it.
+var UseExampleServers func(addrs []string)
+
+// TestMain starts the ensemble, unless -short. The examples need it and,
+// unlike tests, cannot skip themselves, so under -short they are left out
+// of the run (added to -test.skip): -short runs never start ZooKeeper.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Getenv("ZKRECIPES_QUIET") != "" { // scripts/bench.sh: results on clean lines
 		slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
 	code := func() int {
-		if !testing.Short() {
+		if testing.Short() {
+			if err := skipExamples(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		} else {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			var err error
@@ -36,6 +50,9 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 			defer ens.Close()
+			if UseExampleServers != nil {
+				UseExampleServers(ens.Addrs())
+			}
 		}
 		return m.Run()
 	}()
@@ -46,6 +63,26 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// skipExamples adds the examples to -test.skip. A -skip pattern of one's
+// own with a '/' (a subtest pattern) cannot be combined and is refused.
+func skipExamples() error {
+	f := flag.Lookup("test.skip")
+	if f == nil {
+		return errors.New("resilience tests: no -test.skip flag to keep the examples out of -short")
+	}
+	pat := "^Example"
+	if old := f.Value.String(); old != "" {
+		if strings.Contains(old, "/") {
+			return fmt.Errorf("resilience tests: -short with -skip %q: the examples cannot be skipped too; drop the '/' or -short", old)
+		}
+		pat = "(?:" + old + ")|" + pat
+	}
+	if testing.Verbose() {
+		fmt.Fprintln(os.Stderr, "resilience: -short: the examples need ZooKeeper and are not run")
+	}
+	return f.Value.Set(pat)
 }
 
 func needZK(t testing.TB) {
