@@ -22,7 +22,8 @@
 //	Close() from any state ──► Closed
 //
 // Every Transition reaches every subscriber in order and without loss (see
-// Session.Subscribe and Session.AddListener). Operations take a context
+// Session.Subscribe, whose channel starts with the current state, and
+// Session.AddListener). Operations take a context
 // first and return when it ends; on connection loss they wait for the
 // session to come back and verify their outcome, reporting success only
 // when they can prove it and ErrOutcomeUnknown when they cannot (see
