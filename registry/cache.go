@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/zkrecipes/zkrecipes/internal/feed"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -125,6 +126,8 @@ const (
 	Malformed
 )
 
+// String returns the event type's name: added, updated, removed or
+// malformed.
 func (t EventType) String() string {
 	switch t {
 	case Added:
@@ -141,10 +144,10 @@ func (t EventType) String() string {
 
 // Event is one change seen by a Cache.
 type Event struct {
-	Type     EventType
-	Node     string   // the node's name under the service
-	Instance Instance // the new instance (Added, Updated) or the last one seen (Removed)
-	Err      error    // for Malformed
+	Type     EventType // what happened
+	Node     string    // the node's name under the service
+	Instance Instance  // the new instance (Added, Updated) or the last one seen (Removed)
+	Err      error     // for Malformed
 }
 
 // Cache follows one service's instances. It is a recipes.TreeCache of
@@ -184,7 +187,23 @@ type Cache struct {
 // The initial instances are reported as Added events. It returns an error
 // wrapping ErrInvalidArgument for a service name that is not a single path
 // element, and ErrClosed after the Registry's Close.
+//
+// The load runs in the span zkrecipes.registry.cache.load, a child of
+// ctx's, with the number of instances loaded as zkrecipes.registry.instances.
 func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error) {
+	var c *Cache
+	_, err := tracedService(ctx, r.tel.tracer, spanCacheLoad, service, func(ctx context.Context) error {
+		var err error
+		c, err = r.newCache(ctx, service)
+		if err == nil {
+			trace.SpanFromContext(ctx).SetAttributes(keyInstances.Int(c.Len()))
+		}
+		return err
+	})
+	return c, err
+}
+
+func (r *Registry) newCache(ctx context.Context, service string) (*Cache, error) {
 	p, err := r.checkService(service)
 	if err != nil {
 		return nil, err
@@ -196,7 +215,7 @@ func (r *Registry) NewCache(ctx context.Context, service string) (*Cache, error)
 	c := &Cache{
 		r: r, service: service, parent: p, tree: tree,
 		nodes: map[string]Instance{}, bad: map[string]bool{},
-		size: metric.WithAttributeSet(attribute.NewSet(attribute.String("zkrecipes.registry.service", service))),
+		size: metric.WithAttributeSet(attribute.NewSet(keyService.String(service))),
 		feed: feed.NewFeed[Event](), ready: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -239,6 +258,13 @@ func (c *Cache) Instances() []Instance {
 		}
 	}
 	return slices.Clone(c.sorted)
+}
+
+// Len returns the number of cached instances.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
 }
 
 // Events returns the channel of changes. Events queue up for a slow reader;

@@ -73,6 +73,37 @@
 // another client deleting the node and creating one at the same version
 // could still be written; the registration syncs its server before the
 // read to keep that window to one round trip.
+//
+// # Errors, options and Close
+//
+// Bad arguments (a nil session or cache, an invalid base path or service
+// name) give errors wrapping ErrInvalidArgument, invalid paths also
+// resilience.ErrInvalidPath; bad option values (WithConcurrency(0),
+// WithDownPolicy(0, 2), ...) make New or NewProvider fail with an error
+// wrapping ErrInvalidOption. Registry.Close and Cache.Close return an
+// error; afterwards the registry's calls, its registrations' Update and
+// Unregister, and a Provider over a closed cache return ErrClosed.
+//
+// # Telemetry
+//
+// Spans (children of the caller's context's span):
+// zkrecipes.registry.register, zkrecipes.registry.update,
+// zkrecipes.registry.unregister and zkrecipes.registry.cache.load, each
+// with zkrecipes.outcome (and error.type for a failure); and
+// zkrecipes.registry.registration, from a successful Register until the
+// registration ends, with zkrecipes.end: released (Unregister, the
+// Registry's Close) or lost (another session's node took the path;
+// error.type id_in_use). Their attributes: zkrecipes.registry.service,
+// zkrecipes.registry.id, zkrecipes.registry.service_type, zkrecipes.path
+// (the node) and, on a cache load, zkrecipes.registry.instances.
+//
+// Metrics: zkrecipes.registry.register.duration (s, by zkrecipes.outcome
+// and error.type), zkrecipes.registry.registration.duration (s, by
+// zkrecipes.end), zkrecipes.registry.registered (registrations kept, by
+// service), zkrecipes.registry.reregistrations (after a new session, by
+// zkrecipes.outcome and error.type), zkrecipes.registry.restorations
+// (after someone deleted a node, by service), zkrecipes.registry.cache.size
+// (gauge, by service) and zkrecipes.registry.cache.malformed (by service).
 package registry
 
 import (
@@ -88,6 +119,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/zkrecipes/zkrecipes/internal/otelx"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -115,6 +147,7 @@ var ErrIDInUse = errors.New("registry: instance id in use")
 
 // IDInUseError says whose node holds an instance's path.
 type IDInUseError struct {
+	// Path is the instance's node path.
 	Path string
 	// Owner is the session owning the node (0 for a persistent node).
 	Owner int64
@@ -337,6 +370,9 @@ type Registration struct {
 	ended chan struct{}
 	err   error // why ended was closed
 	claim *claimKey
+	// finish ends the registration's span and records how it ended;
+	// called once, by end.
+	finish func(why error)
 
 	// writing is held by one write (or Unregister) at a time, so that an
 	// Update, a restore and a re-registration never create two nodes, and
@@ -353,10 +389,26 @@ type Registration struct {
 // RegistrationTimeUTC is set to now. If the path holds a node this
 // registration may not replace (see the package documentation), it fails
 // with an *IDInUseError (errors.Is(err, ErrIDInUse)) and changes nothing.
+// An invalid instance gives an error wrapping ErrInvalidInstance; after
+// Close, Register returns ErrClosed.
+//
+// Register runs in the span zkrecipes.registry.register, a child of ctx's;
+// the registration, once made, has its own span
+// zkrecipes.registry.registration (also a child of ctx's), which ends when
+// the registration does.
 func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, error) {
-	if err := inst.validate(); err != nil {
-		return nil, err
-	}
+	verr := inst.validate() // also fills in the default service type
+	return r.tel.registerSpan(ctx, inst, func(spanCtx context.Context) (*Registration, error) {
+		if verr != nil {
+			return nil, verr
+		}
+		return r.register(spanCtx, ctx, inst)
+	})
+}
+
+// register is Register in its span's context ctx; the registration's own
+// span is a child of the caller's context.
+func (r *Registry) register(ctx, caller context.Context, inst Instance) (*Registration, error) {
 	if r.isClosed() {
 		return nil, ErrClosed
 	}
@@ -367,14 +419,11 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	if err != nil {
 		return nil, err
 	}
-	ctx, span := r.tel.start(ctx, "zkrecipes.registry.register", inst)
-	defer span.End()
 	reg := &Registration{r: r, inst: inst, data: data, writing: make(chan struct{}, 1), ended: make(chan struct{})}
 	reg.ctx, reg.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Registration, error) {
 		reg.cancel()
 		reg.release()
-		span.RecordError(err)
 		return nil, err
 	}
 	if err := reg.takeClaim(); err != nil {
@@ -383,6 +432,7 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	if err := reg.write(ctx); err != nil {
 		return fail(err)
 	}
+	reg.finish = r.tel.registrationStarted(caller, inst, reg.Path())
 	r.mu.Lock()
 	if r.closed {
 		// Close ran while the node was being written: Register came first,
@@ -393,7 +443,6 @@ func (r *Registry) Register(ctx context.Context, inst Instance) (*Registration, 
 	}
 	r.regs[reg] = struct{}{}
 	r.mu.Unlock()
-	r.tel.registrations.Add(ctx, 1)
 	if inst.ephemeral() {
 		reg.wg.Add(1)
 		go reg.guard()
@@ -453,13 +502,19 @@ func (g *Registration) release() {
 	g.claim = nil
 }
 
-// end closes Done with err, once.
+// end closes Done with err, once, and ends the registration's span.
 func (g *Registration) end(err error) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.err == nil {
+	first := g.err == nil
+	if first {
 		g.err = err
 		close(g.ended)
+	}
+	finish := g.finish
+	g.finish = nil
+	g.mu.Unlock()
+	if first && finish != nil {
+		finish(err)
 	}
 }
 
@@ -510,7 +565,14 @@ func (g *Registration) Path() string {
 // see the package documentation for the other answers. It returns
 // ErrUnregistered after Unregister, ErrClosed after the Registry's Close,
 // and the *IDInUseError once another session's node took the path.
+//
+// Update runs in the span zkrecipes.registry.update, a child of ctx's.
 func (g *Registration) Update(ctx context.Context, inst Instance) error {
+	_, err := g.r.tel.traced(ctx, spanUpdate, g.Instance(), func(ctx context.Context) error { return g.update(ctx, inst) })
+	return err
+}
+
+func (g *Registration) update(ctx context.Context, inst Instance) error {
 	if err := inst.validate(); err != nil {
 		return err
 	}
@@ -845,27 +907,28 @@ func (g *Registration) create(ctx context.Context, inst Instance, data []byte) (
 	case DynamicSequential:
 		return g.createSequential(ctx, inst, data)
 	}
-	created, err := s.Create(ctx, p, data, flags, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = znode.EnsurePath(ctx, s, g.r.servicePath(inst.Name)); err == nil {
-			created, err = s.Create(ctx, p, data, flags, nil)
-		}
-	}
-	return created, err
+	// The service's node (and the base's) are made as containers if
+	// missing; a node already at p is left to createNode.
+	return znode.Create(ctx, s, p, data, flags, false)
 }
 
+// createSequential creates a DynamicSequential instance's node. Its name
+// is only known from the reply, so it is a protected create (which lets
+// the session verify a lost reply); znode.Create has no protected form,
+// so the parents are made here with znode.EnsurePath when missing.
 func (g *Registration) createSequential(ctx context.Context, inst Instance, data []byte) (string, error) {
 	s := g.r.s
 	parent := g.r.servicePath(inst.Name)
-	// A sequential node's name is only known from the reply; the protected
-	// prefix lets a lost reply be verified.
-	created, err := s.CreateProtected(ctx, path.Join(parent, inst.ID), data, zk.FlagEphemeralSequential, nil)
-	if errors.Is(err, zk.ErrNoNode) {
-		if err = znode.EnsurePath(ctx, s, parent); err == nil {
-			created, err = s.CreateProtected(ctx, path.Join(parent, inst.ID), data, zk.FlagEphemeralSequential, nil)
+	for attempt := 0; ; attempt++ {
+		created, err := s.CreateProtected(ctx, path.Join(parent, inst.ID), data, zk.FlagEphemeralSequential, nil)
+		if !errors.Is(err, zk.ErrNoNode) || attempt == 2 {
+			return created, err
+		}
+		// A container parent can vanish again between the two calls.
+		if err := znode.EnsurePath(ctx, s, parent); err != nil {
+			return "", err
 		}
 	}
-	return created, err
 }
 
 // guard restores the node if someone else deletes it while the session
@@ -930,7 +993,7 @@ func (g *Registration) guard() {
 			// session's node holds it.
 			err := g.write(g.ctx)
 			if err == nil && !ok {
-				g.r.tel.restored.Add(context.Background(), 1)
+				g.r.tel.restored.Add(context.Background(), 1, metric.WithAttributes(keyService.String(g.inst.Name)))
 				s.Logger().Info("registry: restored a deleted registration", "path", g.Path())
 			}
 			if err != nil {
@@ -986,7 +1049,15 @@ func (g *Registration) unlockWrites() { <-g.writing }
 // ended, say), calling Unregister again retries it; once the node is gone
 // it returns ErrUnregistered. After the Registry's Close it returns
 // ErrClosed and leaves the node (an ephemeral one goes with the session).
+//
+// Unregister runs in the span zkrecipes.registry.unregister, a child of
+// ctx's.
 func (g *Registration) Unregister(ctx context.Context) error {
+	_, err := g.r.tel.traced(ctx, spanUnregister, g.Instance(), g.unregister)
+	return err
+}
+
+func (g *Registration) unregister(ctx context.Context) error {
 	g.mu.Lock()
 	if g.gone {
 		g.mu.Unlock()
@@ -1076,7 +1147,6 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
-		lost int
 	)
 	for _, g := range regs {
 		sem <- struct{}{}
@@ -1085,14 +1155,15 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			err := g.write(ctx)
+			if !errors.Is(err, ErrUnregistered) {
+				r.tel.reregistered.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(otelx.Result(err, classes)...))
+			}
 			switch {
-			case err == nil, errors.Is(err, ErrUnregistered):
+			case err == nil, errors.Is(err, ErrUnregistered), errors.Is(err, ErrClosed):
 			case errors.Is(err, ErrIDInUse):
 				// Another session registered this id meanwhile: the
-				// registration has ended (Done); nothing to retry.
-				mu.Lock()
-				lost++
-				mu.Unlock()
+				// registration has ended (Done, and logged); nothing to
+				// retry.
 			default:
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("%s: %w", g.Path(), err))
@@ -1101,6 +1172,5 @@ func (r *Registry) reregister(ctx context.Context) (err error) {
 		}()
 	}
 	wg.Wait()
-	r.tel.reregistered.Add(context.Background(), int64(len(regs)-len(errs)-lost))
 	return errors.Join(errs...)
 }
