@@ -33,15 +33,28 @@ const (
 // curator-x-discovery's ServiceInstance, so Java services read what Go
 // registers and the other way round. Unknown fields are ignored on read.
 type Instance struct {
-	Name                string          `json:"name"`
-	ID                  string          `json:"id"`
-	Address             string          `json:"address"`
-	Port                *int            `json:"port"`
-	SSLPort             *int            `json:"sslPort"`
-	Payload             json.RawMessage `json:"payload"`
-	RegistrationTimeUTC int64           `json:"registrationTimeUTC"`
-	ServiceType         ServiceType     `json:"serviceType"`
-	URISpec             *URISpec        `json:"uriSpec"`
+	// Name is the service's name: the instance's node is under
+	// <base>/<Name>. Required; a single path element.
+	Name string `json:"name"`
+	// ID names the instance within its service (the node's name, or its
+	// prefix for DynamicSequential). Required; a single path element.
+	ID string `json:"id"`
+	// Address is where the instance listens (a host name or IP address).
+	Address string `json:"address"`
+	// Port is the instance's plain port, if any (see Int).
+	Port *int `json:"port"`
+	// SSLPort is the instance's TLS port, if any.
+	SSLPort *int `json:"sslPort"`
+	// Payload is any JSON the application attaches (Curator's payload
+	// object; for a Java reader, with its "@class").
+	Payload json.RawMessage `json:"payload"`
+	// RegistrationTimeUTC is when the instance registered, in Unix
+	// milliseconds (Register sets it when zero).
+	RegistrationTimeUTC int64 `json:"registrationTimeUTC"`
+	// ServiceType is how the node lives (empty means Dynamic).
+	ServiceType ServiceType `json:"serviceType"`
+	// URISpec is the template URI renders, if any.
+	URISpec *URISpec `json:"uriSpec"`
 }
 
 // Int returns a pointer to n, for Port and SSLPort.
@@ -171,13 +184,13 @@ func sequenceNumber(s string) bool {
 // URISpec is curator-x-discovery's UriSpec: a template of literal and
 // variable parts, such as "{scheme}://{address}:{port}/api".
 type URISpec struct {
-	Parts []URIPart `json:"parts"`
+	Parts []URIPart `json:"parts"` // in order
 }
 
 // URIPart is one part of a URISpec.
 type URIPart struct {
-	Value    string `json:"value"`
-	Variable bool   `json:"variable"`
+	Value    string `json:"value"`    // literal text, or the variable's name
+	Variable bool   `json:"variable"` // Value names a variable
 }
 
 // ParseURISpec turns "{scheme}://{address}:{port}/x" into its parts.

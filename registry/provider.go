@@ -15,11 +15,14 @@ var ErrNoInstances = errors.New("registry: no instances available")
 
 // Strategy picks one instance out of the available ones (never empty).
 type Strategy interface {
+	// Pick returns one of available. It is called concurrently, and
+	// available is ordered by id.
 	Pick(available []Instance) Instance
 }
 
 type roundRobin struct{ n atomic.Uint64 }
 
+// Pick returns the next instance in turn.
 func (r *roundRobin) Pick(in []Instance) Instance {
 	return in[(r.n.Add(1)-1)%uint64(len(in))]
 }
@@ -29,6 +32,7 @@ func RoundRobin() Strategy { return &roundRobin{} }
 
 type random struct{}
 
+// Pick returns any instance, uniformly.
 func (random) Pick(in []Instance) Instance { return in[rand.IntN(len(in))] }
 
 // Random picks uniformly at random.
@@ -40,6 +44,7 @@ type sticky struct {
 	id    string
 }
 
+// Pick returns the instance picked last while it is available.
 func (s *sticky) Pick(in []Instance) Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
