@@ -11,7 +11,13 @@ import (
 // path and put back what they disturb.
 var ens *zktest.Ensemble
 
+// TestMain starts the ensemble unless -short; under -short testkit.Main
+// leaves the Examples, which need it, out of the run.
 func TestMain(m *testing.M) { testkit.Main(m, &ens, 3) }
+
+// EnsembleServers returns the addresses of the package ensemble, for the
+// Examples (package lock_test) to connect to.
+func EnsembleServers() []string { return ens.Addrs() }
 
 var (
 	needZK       = testkit.NeedZK
