@@ -73,11 +73,12 @@
 //     or canceled (closed first).
 //   - Span zkrecipes.session.rebuild, one per rebuild after a new session,
 //     with zkrecipes.session.id, zkrecipes.session.rebuild.steps,
-//     zkrecipes.session.rebuild.rounds and zkrecipes.outcome (error.type
-//     session_lost if the session ended first), and a child
-//     zkrecipes.session.rebuild.step per step per round with
-//     zkrecipes.session.rebuild.step.name, zkrecipes.outcome and, on
-//     failure, error.type.
+//     zkrecipes.session.rebuild.rounds and zkrecipes.outcome (ok; error
+//     with error.type session_lost if the session ended first; canceled if
+//     the Session was closed), and a child zkrecipes.session.rebuild.step
+//     per step per round with zkrecipes.session.rebuild.step.name and
+//     zkrecipes.outcome (ok, error with error.type, or canceled when the
+//     step returned its context's error).
 //   - Metrics zkrecipes.session.transitions (by zkrecipes.state.from,
 //     zkrecipes.state.to, zkrecipes.cause), zkrecipes.session.suspension.duration
 //     (the outage, by zkrecipes.outcome and error.type),

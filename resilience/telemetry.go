@@ -169,14 +169,21 @@ func (t *telemetry) observe(tr Transition) {
 	}
 }
 
+// canceled reports whether err means the work was called off rather than
+// failed: its context ended (as internal/otelx counts it), or the Session
+// was closed.
+func canceled(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrClosed)
+}
+
 // result returns the outcome attributes of err: zkrecipes.outcome, and
-// error.type for a failure. A rebuild or step cut short by Close is
-// canceled; one cut short by the session's loss failed (session_lost).
+// error.type for a failure. A rebuild cut short by Close is canceled; one
+// cut short by the session's loss failed (session_lost).
 func result(err error) []attribute.KeyValue {
 	switch {
 	case err == nil:
 		return []attribute.KeyValue{keyOutcome.String(outcomeOK)}
-	case errors.Is(err, ErrClosed):
+	case canceled(err):
 		return []attribute.KeyValue{keyOutcome.String(outcomeCanceled)}
 	}
 	return []attribute.KeyValue{keyOutcome.String(outcomeError), keyErrorType.String(errorType(err))}
@@ -187,7 +194,7 @@ func result(err error) []attribute.KeyValue {
 func finish(span trace.Span, err error) []attribute.KeyValue {
 	attrs := result(err)
 	span.SetAttributes(attrs...)
-	if err != nil && !errors.Is(err, ErrClosed) {
+	if err != nil && !canceled(err) {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}

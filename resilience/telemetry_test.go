@@ -363,3 +363,66 @@ func TestTelemetryRebuildSpansAndMetrics(t *testing.T) {
 		t.Fatal("test error does not wrap ErrOutcomeUnknown")
 	}
 }
+
+// A rebuild cut short by the session's loss fails (error.type
+// session_lost); one cut short by Close is canceled, not an error.
+func TestTelemetryRebuildCutShort(t *testing.T) {
+	needZK(t)
+	restore(t)
+	rig := newOtelRig(t)
+	s := connect(t, ens.Addrs(), append(rig.options(), WithSessionTimeout(2*time.Second))...)
+	started := make(chan int64, 4)
+	s.OnNewSession("blocks", func(ctx context.Context) error {
+		started <- s.SessionID()
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	waitStarted := func(not int64) int64 {
+		t.Helper()
+		for {
+			select {
+			case sid := <-started:
+				if sid != not {
+					return sid
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("rebuild step did not start on a new session")
+			}
+		}
+	}
+	first := s.SessionID()
+	if err := ens.ExpireSession(ctxT(t, 10*time.Second), first); err != nil {
+		t.Fatal(err)
+	}
+	second := waitStarted(first)
+	if err := ens.ExpireSession(ctxT(t, 10*time.Second), second); err != nil {
+		t.Fatal(err)
+	}
+	waitStarted(second)
+	s.Close()
+
+	rebuilds := rig.spans("zkrecipes.session.rebuild")
+	if len(rebuilds) != 2 {
+		t.Fatalf("%d rebuild spans, want 2", len(rebuilds))
+	}
+	for i, want := range []string{"error.type=session_lost zkrecipes.outcome=error", "zkrecipes.outcome=canceled"} {
+		sp := rebuilds[i]
+		var got []attribute.KeyValue
+		for _, kv := range sp.Attributes() {
+			if kv.Key == "zkrecipes.outcome" || kv.Key == "error.type" {
+				got = append(got, kv)
+			}
+		}
+		if attrString(got) != want {
+			t.Errorf("rebuild span %d result %s, want %s", i, attrString(got), want)
+		}
+		if (sp.Status().Code == codes.Error) != (i == 0) {
+			t.Errorf("rebuild span %d status %v", i, sp.Status())
+		}
+	}
+	for i, sp := range rig.spans("zkrecipes.session.rebuild.step") {
+		if got := attrString(sp.Attributes()); got != "zkrecipes.outcome=canceled zkrecipes.session.rebuild.step.name=blocks" {
+			t.Errorf("step span %d attributes %s, want the step canceled", i, got)
+		}
+	}
+}
