@@ -140,7 +140,7 @@ func (e *Ensemble) setup() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("zktest: %w", err)
 		}
-		p, err := newProxy("127.0.0.1:0")
+		p, err := newGatedProxy("127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("zktest: starting the proxy of server %d: %w", id, err)
 		}
@@ -425,52 +425,53 @@ func (e *Ensemble) WaitServing(ctx context.Context) error {
 
 // ExpireSession makes the ensemble expire a client session now, without
 // waiting for its timeout. The session must have been established through
-// one of the ensemble's proxies or Links, which recorded its password. The
-// session is resumed on a direct connection to a running server and closed there,
-// which deletes its ephemeral nodes; then the proxied connections that
-// carried it are dropped, so the client reconnects at once and is told that
-// its session has expired. Expiring a session that is already gone is not
-// an error.
+// one of the ensemble's proxies or Links, which recorded its password.
+// The proxied connections that carry the session are closed and the
+// client's reconnects held, so that it cannot take the session back; the
+// session is then resumed on a direct connection to a running server and
+// closed there, which deletes its ephemeral nodes; then the client's held
+// reconnects go through and are told that its session has expired.
+// Expiring a session that is already gone is not an error.
 func (e *Ensemble) ExpireSession(ctx context.Context, sessionID int64) error {
 	if e.isClosed() {
 		return ErrClosed
 	}
 	var passwd []byte
 	found := false
+	proxies := make([]*Proxy, 0, len(e.servers))
 	for _, s := range e.servers {
-		if passwd, found = s.proxy.sessionPassword(sessionID); found {
-			break
-		}
+		proxies = append(proxies, s.proxy)
 	}
-	links := e.linkList()
-	for _, l := range links {
-		if found {
+	for _, l := range e.linkList() {
+		proxies = append(proxies, l.proxies...)
+	}
+	for _, p := range proxies {
+		if passwd, found = p.sessionPassword(sessionID); found {
 			break
 		}
-		passwd, found = l.sessionPassword(sessionID)
 	}
 	if !found {
-		return fmt.Errorf("zktest: cannot expire session 0x%x: no proxy saw it established (connect clients to Ensemble.ConnectString, Server.Addr or a Link)", sessionID)
+		return fmt.Errorf("zktest: cannot expire session 0x%x: no proxy saw it established (connect clients to a Link, Ensemble.ConnectString or Server.Addr)", sessionID)
+	}
+	for _, p := range proxies {
+		defer p.holdSession(sessionID)()
+	}
+	for _, p := range proxies {
+		p.dropSession(sessionID)
 	}
 	var errs []error
 	for _, s := range e.servers {
 		if !s.Running() || s.Paused() {
 			continue
 		}
-		if _, err := closeSession(ctx, s.DirectAddr(), sessionID, passwd); err != nil {
-			errs = append(errs, fmt.Errorf("server %d: %w", s.id, err))
-			if ctx.Err() != nil {
-				break
-			}
-			continue
+		_, err := closeSession(ctx, s.DirectAddr(), sessionID, passwd)
+		if err == nil {
+			return nil
 		}
-		for _, o := range e.servers {
-			o.proxy.dropSession(sessionID)
+		errs = append(errs, fmt.Errorf("server %d: %w", s.id, err))
+		if ctx.Err() != nil {
+			break
 		}
-		for _, l := range links {
-			l.dropSession(sessionID)
-		}
-		return nil
 	}
 	if len(errs) == 0 {
 		return fmt.Errorf("zktest: cannot expire session 0x%x: no server is running", sessionID)

@@ -39,7 +39,7 @@ func (e *Ensemble) NewLink() (*Link, error) {
 	}
 	l := &Link{e: e}
 	for _, s := range e.servers {
-		p, err := newProxy(s.DirectAddr())
+		p, err := newGatedProxy(s.DirectAddr())
 		if err != nil {
 			_ = l.Close()
 			return nil, fmt.Errorf("zktest: link to server %d: %w", s.id, err)
@@ -118,18 +118,6 @@ func (l *Link) each(f func(*Proxy)) {
 		f(p)
 	}
 }
-
-// sessionPassword looks the session up in the link's proxies.
-func (l *Link) sessionPassword(id int64) ([]byte, bool) {
-	for _, p := range l.proxies {
-		if pw, ok := p.sessionPassword(id); ok {
-			return pw, true
-		}
-	}
-	return nil, false
-}
-
-func (l *Link) dropSession(id int64) { l.each(func(p *Proxy) { p.dropSession(id) }) }
 
 // Close closes the link's proxies and every connection through them (its
 // client sees its connection closed and every reconnect refused). It is

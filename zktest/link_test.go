@@ -250,3 +250,38 @@ func TestLinkSetLatency(t *testing.T) {
 		}
 	}
 }
+
+// ExpireSession expires a session even while its client is busy taking it
+// back: a resilience.Session probes its session at once after getting one
+// and reconnects as soon as a probe answers "session moved", which without
+// ExpireSession holding its reconnects made the expiring connection lose
+// the session to the client (seen as "reading closeSession reply: EOF",
+// about one time in two). Each round expires the session the client has
+// just been given, through a Link and through the shared proxies.
+func TestExpireSessionRightAfterANewSession(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs ZooKeeper")
+	}
+	e := StartEnsemble(t)
+	ctx := testContext(t, 2*time.Minute)
+	linked, _, _ := linkedSession(t, e, 4*time.Second)
+	shared, err := resilience.Connect(testContext(t, 30*time.Second), e.Addrs(), resilience.WithSessionTimeout(4*time.Second),
+		resilience.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shared.Close() })
+	const rounds = 10
+	for name, s := range map[string]*resilience.Session{"link": linked, "shared proxies": shared} {
+		for i := range rounds {
+			id := s.SessionID()
+			if err := e.ExpireSession(ctx, id); err != nil {
+				t.Fatalf("%s, round %d: ExpireSession(0x%x): %v", name, i, id, err)
+			}
+			waitFor(t, 20*time.Second, fmt.Sprintf("%s, round %d: a new session after the expiry of 0x%x", name, i, id), func() bool {
+				return s.State() == resilience.Connected && s.SessionID() != id && s.SessionID() != 0
+			})
+		}
+	}
+	t.Logf("%d sessions expired right after they were established, through a link and through the shared proxies", 2*rounds)
+}

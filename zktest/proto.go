@@ -68,6 +68,39 @@ func (r connectRequest) encode() []byte {
 	return b
 }
 
+// minConnectRequestSize and maxConnectRequestSize bound the payload of what
+// the proxy takes for a ConnectRequest: one with an empty password and no
+// readOnly flag, and one with a password far longer than ZooKeeper's 16
+// bytes.
+const (
+	minConnectRequestSize = 4 + 8 + 4 + 8 + 4
+	maxConnectRequestSize = 4096
+)
+
+// readConnectRequest reads a client's first frame from r and returns it
+// whole (length prefix included) with the session id it asks to resume (0
+// for a new session). When the first bytes are no plausible ConnectRequest
+// (a four-letter word such as "srvr"), it returns them as read, with id 0.
+// On a read error it returns what it read and the error.
+func readConnectRequest(r io.Reader) (frame []byte, id int64, err error) {
+	var head [4]byte
+	n, err := io.ReadFull(r, head[:])
+	if err != nil {
+		return head[:n], 0, err
+	}
+	size := binary.BigEndian.Uint32(head[:])
+	if size < minConnectRequestSize || size > maxConnectRequestSize {
+		return head[:], 0, nil
+	}
+	frame = make([]byte, 4+size)
+	copy(frame, head[:])
+	n, err = io.ReadFull(r, frame[4:])
+	if err != nil {
+		return frame[:4+n], 0, err
+	}
+	return frame, int64(binary.BigEndian.Uint64(frame[4+4+8+4:])), nil
+}
+
 // connectResponse is the first frame a server sends on a connection.
 // SessionID 0 means the session the client asked to resume has expired.
 type connectResponse struct {

@@ -33,6 +33,13 @@ type Proxy struct {
 	hello func(io.Reader) ([]byte, error)
 	// noSniff turns off the ConnectResponse sniffing (for peer links).
 	noSniff bool
+	// gate makes each connection read the client's ConnectRequest before
+	// forwarding it, to learn the session it resumes and to hold it while
+	// that session is being expired (see holdSession). Set on the proxies
+	// of an Ensemble and its Links, which carry ZooKeeper clients only.
+	gate bool
+	// holding holds the new connections that resume these sessions.
+	holding map[int64]chan struct{}
 	// redial makes a connection retry dialling a target that refuses,
 	// within proxyDialLimit, instead of closing the client's at once (for
 	// quorum links, whose client does not retry after a reset).
@@ -55,6 +62,7 @@ type proxyConn struct {
 	cancel context.CancelFunc
 	hello  func(io.Reader) ([]byte, error)
 	sniff  bool
+	gate   bool
 	redial bool
 
 	// Guarded by p.mu.
@@ -87,6 +95,19 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zktest: starting a proxy: %w", err)
 	}
+	return p, nil
+}
+
+// newGatedProxy is newProxy for ZooKeeper clients only: its connections
+// pass the client's ConnectRequest through forwardConnect.
+func newGatedProxy(target string) (*Proxy, error) {
+	p, err := newProxy(target)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.gate = true
+	p.mu.Unlock()
 	return p, nil
 }
 
@@ -334,7 +355,7 @@ func (p *Proxy) acceptLoop() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		c := &proxyConn{p: p, client: conn, ctx: ctx, cancel: cancel, held: p.hold, hello: p.hello, sniff: !p.noSniff, redial: p.redial}
+		c := &proxyConn{p: p, client: conn, ctx: ctx, cancel: cancel, held: p.hold, hello: p.hello, sniff: !p.noSniff, gate: p.gate, redial: p.redial}
 		p.conns[c] = struct{}{}
 		target := p.target
 		p.wg.Add(1)
@@ -394,6 +415,76 @@ func (c *proxyConn) forwardHello(server net.Conn) bool {
 	return true
 }
 
+// forwardConnect reads the client's first frame, its ConnectRequest,
+// records the session it resumes (so that dropSession also closes a
+// connection still in its handshake), waits while that session is held
+// (see holdSession), then sends the frame on. A first frame that is no
+// ConnectRequest (a four-letter word, say) is sent on as it is. It reports
+// false when the connection is to be abandoned (closed, or held by a
+// blackhole).
+func (c *proxyConn) forwardConnect(server net.Conn) bool {
+	frame, id, err := readConnectRequest(c.client)
+	c.p.mu.Lock()
+	held := c.held
+	if held&toServer == 0 {
+		_ = c.client.SetReadDeadline(time.Time{})
+	}
+	if id != 0 {
+		c.sessionID = id
+	}
+	wait := c.p.holding[id]
+	c.p.mu.Unlock()
+	if held&toServer != 0 {
+		<-c.ctx.Done() // cut while reading: never deliver
+		return false
+	}
+	if err != nil && len(frame) == 0 {
+		return false
+	}
+	if wait != nil && id != 0 {
+		select {
+		case <-wait:
+		case <-c.ctx.Done():
+			return false
+		}
+		if c.isHeld(toServer) { // cut while held: never deliver
+			<-c.ctx.Done()
+			return false
+		}
+	}
+	if len(frame) > 0 {
+		if _, err := server.Write(frame); err != nil {
+			return false
+		}
+	}
+	return err == nil
+}
+
+// holdSession holds the proxy's new connections that resume session id:
+// their ConnectRequest is not forwarded until release is called (or the
+// connection closes), so that the client cannot take its session back
+// while zktest expires it. It does nothing on a proxy without a gate.
+func (p *Proxy) holdSession(id int64) (release func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.gate || p.closed {
+		return func() {}
+	}
+	if p.holding == nil {
+		p.holding = make(map[int64]chan struct{})
+	}
+	ch := make(chan struct{})
+	p.holding[id] = ch
+	return sync.OnceFunc(func() {
+		p.mu.Lock()
+		if p.holding[id] == ch {
+			delete(p.holding, id)
+		}
+		p.mu.Unlock()
+		close(ch)
+	})
+}
+
 func (c *proxyConn) run(target string) {
 	defer c.p.wg.Done()
 	defer c.close()
@@ -434,6 +525,9 @@ func (c *proxyConn) run(target string) {
 	}
 	c.p.mu.Unlock()
 	if c.hello != nil && !c.forwardHello(server) {
+		return
+	}
+	if c.gate && !c.forwardConnect(server) {
 		return
 	}
 
