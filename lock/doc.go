@@ -89,4 +89,24 @@
 // WriteLock ["__READ__", "__WRIT__"] to see an RWMutex's contenders; the
 // interop tests do not cover Kazoo's read/write locks. Kazoo's Semaphore
 // has a layout of its own and does not share leases with Semaphore.
+//
+// # Telemetry
+//
+// Providers come from WithTracerProvider and WithMeterProvider, else from
+// the session; the scope is ScopeName. Every acquisition (Lock, TryLock,
+// RLock, TryRLock, Acquire, TryAcquire) is a span zkrecipes.lock.acquire,
+// started from the caller's context, with zkrecipes.lock.kind (mutex,
+// read, write, semaphore), zkrecipes.path, and when done
+// zkrecipes.outcome: ok, refused (a Try call that found the lock held),
+// canceled (the caller's context ended) or error, with error.type for an
+// error. An acquired span also has zkrecipes.lock.node and
+// zkrecipes.lock.token. Metrics:
+//
+//   - zkrecipes.lock.wait.duration (s): time to acquire or give up, by
+//     kind, zkrecipes.outcome and error.type;
+//   - zkrecipes.lock.acquisitions: leases acquired, by kind;
+//   - zkrecipes.lock.held: leases held now, by kind;
+//   - zkrecipes.lock.hold.duration (s): how long leases were held, by kind
+//     and zkrecipes.end (released or lost); its count by zkrecipes.end
+//     counts the losses.
 package lock

@@ -64,16 +64,18 @@ func (l *Lease) Err() error { return l.h.Err() }
 func (l *Lease) Path() string { return l.h.Entry().Path }
 
 // Token returns the lease's fencing token, known at acquisition: never 0,
-// never blocking, the same after the lease ends (see "Fencing").
+// never blocking, the same after the lease ends (see Fencing in the
+// package doc).
 func (l *Lease) Token() int64 { return l.h.Token() }
 
 // Guarded runs ops as one transaction that applies only while the lease's
 // node exists; on an ended lease it returns an error wrapping
-// ErrLeaseLost (see "Leases" for a loss while in flight).
+// ErrLeaseLost (see Leases in the package doc for a loss while in
+// flight).
 func (l *Lease) Guarded(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
 	return l.h.Guarded(ctx, ops...)
 }
 
-// Release gives the lease up and deletes its node; see "Leases" for what
-// it returns on a lease already lost or released.
+// Release gives the lease up and deletes its node; see Leases in the
+// package doc for what it returns on a lease already lost or released.
 func (l *Lease) Release(ctx context.Context) error { return l.h.Release(ctx) }

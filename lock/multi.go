@@ -12,7 +12,11 @@ import (
 // Locker is a lock that MultiLock can take: Mutex and anything with the
 // same two methods.
 type Locker interface {
+	// Path returns the lock's znode path; MultiLock takes its locks in
+	// the order of their paths.
 	Path() string
+	// Lock waits until the lock is held, or ctx ends, and returns the
+	// lease.
 	Lock(ctx context.Context) (*Lease, error)
 }
 

@@ -74,7 +74,7 @@ func (p *providers) metrics(t *testing.T) map[string]metricdata.Aggregation {
 func attrsOf(kvs []attribute.KeyValue) map[string]string {
 	out := map[string]string{}
 	for _, kv := range kvs {
-		out[string(kv.Key)] = kv.Value.Emit()
+		out[string(kv.Key)] = kv.Value.String()
 	}
 	return out
 }
@@ -218,14 +218,14 @@ func TestTelemetry(t *testing.T) {
 	}
 	for i, want := range []map[string]string{
 		{"zkrecipes.lock.kind": "mutex", "zkrecipes.path": p, "zkrecipes.outcome": "ok",
-			"zkrecipes.lock.node": l.Path()[len(p)+1:], "zkrecipes.lock.token": attribute.Int64Value(l.Token()).Emit()},
+			"zkrecipes.lock.node": l.Path()[len(p)+1:], "zkrecipes.lock.token": attribute.Int64Value(l.Token()).String()},
 		{"zkrecipes.lock.kind": "mutex", "zkrecipes.path": p, "zkrecipes.outcome": "refused"},
 		{"zkrecipes.lock.kind": "mutex", "zkrecipes.path": p, "zkrecipes.outcome": "canceled"},
 		{"zkrecipes.lock.kind": "mutex", "zkrecipes.path": p, "zkrecipes.outcome": "ok",
-			"zkrecipes.lock.node": ll.Path()[len(p)+1:], "zkrecipes.lock.token": attribute.Int64Value(ll.Token()).Emit()},
+			"zkrecipes.lock.node": ll.Path()[len(p)+1:], "zkrecipes.lock.token": attribute.Int64Value(ll.Token()).String()},
 		{"zkrecipes.lock.kind": "mutex", "zkrecipes.path": p, "zkrecipes.outcome": "error", "error.type": "closed"},
 		{"zkrecipes.lock.kind": "semaphore", "zkrecipes.path": p + "-sem", "zkrecipes.outcome": "ok",
-			"zkrecipes.lock.node": sl.Path()[len(p+"-sem/leases/"):], "zkrecipes.lock.token": attribute.Int64Value(sl.Token()).Emit()},
+			"zkrecipes.lock.node": sl.Path()[len(p+"-sem/leases/"):], "zkrecipes.lock.token": attribute.Int64Value(sl.Token()).String()},
 	} {
 		if got := attrsOf(acq[i].Attributes()); !sameAttrs(got, want) {
 			t.Errorf("acquire span %d: attributes %v, want %v", i, got, want)
