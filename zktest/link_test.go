@@ -255,8 +255,8 @@ func TestLinkSetLatency(t *testing.T) {
 // back: a resilience.Session probes its session at once after getting one
 // and reconnects as soon as a probe answers "session moved", which without
 // ExpireSession holding its reconnects made the expiring connection lose
-// the session to the client (seen as "reading closeSession reply: EOF",
-// about one time in two). Each round expires the session the client has
+// the session to the client (seen as "reading closeSession reply: EOF"
+// within the first two rounds of every run that tried). Each round expires the session the client has
 // just been given, through a Link and through the shared proxies.
 func TestExpireSessionRightAfterANewSession(t *testing.T) {
 	if testing.Short() {
