@@ -172,6 +172,29 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// lostLease takes a mutex at p on a client of its own and loses the lease:
+// dropping every connection suspends the session, which ends the lease
+// under LoseOnSuspend.
+func lostLease(ctx context.Context, t *testing.T, p string, opts ...Option) *Lease {
+	t.Helper()
+	c := testkit.NewClient(t, ens)
+	m, err := NewMutex(c.S, p, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Link.DropConnections()
+	select {
+	case <-l.Done():
+	case <-ctx.Done():
+		t.Fatal("lease not lost after its connections were dropped")
+	}
+	return l
+}
+
 // The errors of a refused TryLock and of a lost lease name the lock, not
 // only an internal node.
 func TestErrorsNameTheLock(t *testing.T) {
@@ -207,20 +230,7 @@ func TestErrorsNameTheLock(t *testing.T) {
 	}
 	_ = w.Release(ctx)
 	_ = sl.Release(ctx)
-	// A lost lease: every connection dropped suspends the session, which
-	// ends the lease under LoseOnSuspend.
-	lc := testkit.NewClient(t, ens)
-	lm, _ := NewMutex(lc.S, p+"-lost")
-	ll, err := lm.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc.Link.DropConnections()
-	select {
-	case <-ll.Done():
-	case <-ctx.Done():
-		t.Fatal("lease not lost after its connections were dropped")
-	}
+	ll := lostLease(ctx, t, p+"-lost")
 	if cause := context.Cause(ll.Context()); !errors.Is(cause, ErrLeaseLost) || !strings.Contains(cause.Error(), "mutex "+p+"-lost") {
 		t.Errorf("lost lease: %v, want ErrLeaseLost naming mutex %s-lost", cause, p)
 	}

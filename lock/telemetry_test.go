@@ -14,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -166,19 +165,8 @@ func TestTelemetry(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// 5. Lost: every connection dropped suspends the session.
-	lc := testkit.NewClient(t, ens)
-	lm, _ := NewMutex(lc.S, p, pr.opts()...)
-	ll, err := lm.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc.Link.DropConnections()
-	select {
-	case <-ll.Done():
-	case <-ctx.Done():
-		t.Fatal("lease not lost after its connections were dropped")
-	}
+	// 5. Lost.
+	ll := lostLease(ctx, t, p, pr.opts()...)
 	_ = ll.Release(ctx)
 	// 6. Failed: a Lock on a closed session.
 	dead := connect(t, ens.Addrs())
