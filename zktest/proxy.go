@@ -19,6 +19,10 @@ import (
 // The proxy also watches the first frame each server sends on a connection,
 // the ZooKeeper ConnectResponse, to learn the id and password of every
 // session established through it (see Sessions and Ensemble.ExpireSession).
+// The proxies of an Ensemble and of its Links (not those of NewProxy) also
+// read the ConnectRequest each client sends first, so that ExpireSession
+// can hold the client's reconnects while it expires the client's session;
+// any other first message (a four-letter word) is forwarded as it is.
 //
 // All methods are safe for concurrent use.
 type Proxy struct {
