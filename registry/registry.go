@@ -502,20 +502,23 @@ func (g *Registration) release() {
 	g.claim = nil
 }
 
-// end closes Done with err, once, and ends the registration's span.
+// end ends the registration with err, once: it ends the registration's
+// span and records its metrics, then closes Done (so a reader of Done
+// finds them recorded).
 func (g *Registration) end(err error) {
 	g.mu.Lock()
-	first := g.err == nil
-	if first {
-		g.err = err
-		close(g.ended)
+	if g.err != nil {
+		g.mu.Unlock()
+		return
 	}
+	g.err = err
 	finish := g.finish
 	g.finish = nil
 	g.mu.Unlock()
-	if first && finish != nil {
+	if finish != nil {
 		finish(err)
 	}
+	close(g.ended)
 }
 
 // Done is closed when the registration stops keeping its instance
