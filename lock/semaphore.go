@@ -12,7 +12,8 @@ import (
 const markerLease = "lease-"
 
 // errGuardLost: the session of the mutex that serialises the counting of
-// leases was lost, so another acquirer may be counting.
+// leases was lost before the lease node was made, so another acquirer may
+// be counting.
 var errGuardLost = errors.New("lock: semaphore guard lost while counting leases")
 
 // Semaphore hands out at most N leases at a time. Its layout is that of
@@ -85,18 +86,14 @@ func (sem *Semaphore) take(ctx context.Context, wait bool) (queue.Entry, error) 
 	}
 }
 
-// takeGuarded is one count under guard g; it gives up with errGuardLost
-// once g's session is lost, since another acquirer may then be counting.
+// takeGuarded is one count under guard g. The lease node must be on g's
+// session: if that session was lost before the node was made, the guard is
+// gone and another acquirer may be counting (errGuardLost). Once the node
+// is made on g's session, losing that session loses both (TakeOnce returns
+// resilience.ErrSessionLost).
 func (sem *Semaphore) takeGuarded(ctx context.Context, g queue.Entry, wait bool) (queue.Entry, error) {
-	gctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := queue.OnLost(sem.b.s, g.SessionID, func() { cancel(errGuardLost) })
-	defer stop()
-	e, err := sem.leases.TakeOnce(gctx, sem.b.s, wait)
+	e, err := sem.leases.TakeOnce(ctx, sem.b.s, wait)
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(context.Cause(gctx), errGuardLost) {
-			return queue.Entry{}, errGuardLost
-		}
 		return queue.Entry{}, err
 	}
 	if e.SessionID != g.SessionID {

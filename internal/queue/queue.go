@@ -163,12 +163,9 @@ func LostSignal(s *resilience.Session, sid int64) (<-chan struct{}, func()) {
 	return ch, onLost(s, sid, func() { close(ch) })
 }
 
-// OnLost calls fn once, on the session's goroutine, when session sid is
-// lost or the Session closes (at once, on the caller's, if sid is not the
-// current session), unless the returned function is called first. fn must
-// not block.
-func OnLost(s *resilience.Session, sid int64, fn func()) func() { return onLost(s, sid, fn) }
-
+// onLost calls fn once, when session sid is lost or the Session closes (at
+// once if sid is not the current session), unless the returned function is
+// called first.
 func onLost(s *resilience.Session, sid int64, fn func()) func() {
 	var once sync.Once
 	fire := func() { once.Do(fn) }
