@@ -62,14 +62,26 @@ func TestGatedProxyHoldsResumesOfAHeldSession(t *testing.T) {
 	}
 
 	// A held connection that is dropped (as ExpireSession drops the
-	// session's connections) is closed, not forwarded.
+	// session's connections) is closed, not forwarded. The first one goes
+	// first, so that the only connection carrying session 42 is the new one.
+	held.Close()
+	waitFor(t, 2*time.Second, "the released connection to go", func() bool { return p.connCount() == 3 })
 	release = p.holdSession(42)
 	defer release()
 	dropped := dial(t, p.Addr())
 	if _, err := dropped.Write(connect(42)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "the second held connection", func() bool { return p.connCount() == 5 })
+	waitFor(t, 2*time.Second, "the second held connection, known to carry session 42", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for c := range p.conns {
+			if c.sessionID == 42 {
+				return true
+			}
+		}
+		return false
+	})
 	p.dropSession(42)
 	expectClosed(t, dropped, 2*time.Second)
 }
