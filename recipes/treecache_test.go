@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"path"
@@ -24,17 +23,7 @@ import (
 
 var ens *zktest.Ensemble
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if f := flag.Lookup("test.skip"); testing.Short() && f != nil && f.Value.String() == "" {
-		// The Examples run against the ensemble, which -short does not
-		// start, and an Example cannot skip itself: leave them out even
-		// when an explicit -run names them (testkit.Main leaves them out of
-		// a -short run without -run).
-		_ = f.Value.Set("^Example")
-	}
-	testkit.Main(m, &ens, 3)
-}
+func TestMain(m *testing.M) { testkit.Main(m, &ens, 3) }
 
 var (
 	needZK  = testkit.NeedZK

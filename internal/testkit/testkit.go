@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,14 +56,25 @@ func Main(m *testing.M, ens **zktest.Ensemble, n int, opts ...zktest.Option) {
 	os.Exit(code)
 }
 
-// skipExamples leaves the package's Examples out of a -short run: they
-// run against the package's ensemble, which -short does not start, and an
-// Example cannot skip itself. A -run given on the command line is kept.
+// skipExamples leaves the package's Examples out of a -short run, even
+// when -run names them: they run against the package's ensemble, which
+// -short does not start, and an Example cannot skip itself. It adds them
+// to -test.skip (unless that names subtests, whose levels an added
+// alternative would not match).
 func skipExamples() {
-	if f := flag.Lookup("test.run"); f != nil && f.Value.String() == "" {
-		_ = f.Value.Set("^(Test|Fuzz)")
-		fmt.Fprintln(os.Stderr, "testkit: -short: Examples need ZooKeeper and are left out of this run")
+	f := flag.Lookup("test.skip")
+	if f == nil {
+		return
 	}
+	switch v := f.Value.String(); {
+	case v == "":
+		_ = f.Value.Set("^Example")
+	case !strings.Contains(v, "/"):
+		_ = f.Value.Set(v + "|^Example")
+	default:
+		return
+	}
+	fmt.Fprintln(os.Stderr, "testkit: -short: Examples need ZooKeeper and are left out of this run")
 }
 
 // NeedZK skips t under -short.
@@ -77,6 +89,7 @@ func NeedZK(t testing.TB) {
 // and serving.
 func Restore(t testing.TB, ens *zktest.Ensemble) {
 	t.Helper()
+	ens.LogOnFailure(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
