@@ -11,9 +11,9 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
-	"github.com/zkrecipes/zkrecipes/recipes"
 )
 
 // BenchmarkTreeCacheLoad10k measures the initial load of a TreeCache over
@@ -117,7 +117,7 @@ func BenchmarkTreeCacheLoad10k(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		t1 := time.Now()
-		c, err := recipes.NewTreeCache(ctx, s, root)
+		c, err := cache.NewTree(ctx, s, root)
 		if err != nil {
 			b.Fatal(err)
 		}

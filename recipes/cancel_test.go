@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -314,12 +315,12 @@ func TestCancellationMatrix(t *testing.T) {
 		}
 	})
 
-	t.Run("NewTreeCache/blackholed", func(t *testing.T) {
+	t.Run("NewTree/blackholed", func(t *testing.T) {
 		p := sub(t.Name())
 		mustCreate(t, w.S, p, "r")
 		mustCreate(t, w.S, p+"/a", "a")
 		err := blackholed(t, c, func(ctx context.Context) error {
-			tc, err := recipes.NewTreeCache(ctx, c.S, p)
+			tc, err := cache.NewTree(ctx, c.S, p)
 			if err == nil {
 				tc.Close()
 			}
@@ -327,10 +328,10 @@ func TestCancellationMatrix(t *testing.T) {
 		})
 		wantCanceled(t, "NewTreeCache", err)
 	})
-	t.Run("NewNodeCache/blackholed", func(t *testing.T) {
+	t.Run("NewNode/blackholed", func(t *testing.T) {
 		p := sub(t.Name())
 		err := blackholed(t, c, func(ctx context.Context) error {
-			nc, err := recipes.NewNodeCache(ctx, c.S, p)
+			nc, err := cache.NewNode(ctx, c.S, p)
 			if err == nil {
 				nc.Close()
 			}

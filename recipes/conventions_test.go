@@ -3,9 +3,11 @@ package recipes_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -22,19 +24,24 @@ func TestConstructorsRejectBadArguments(t *testing.T) {
 		"NewBarrier":       func(p string) error { _, err := recipes.NewBarrier(nil, p); return err },
 		"NewDoubleBarrier": func(p string) error { _, err := recipes.NewDoubleBarrier(nil, p, 2); return err },
 		"NewSharedCount":   func(p string) error { _, err := recipes.NewSharedCount(ctx, nil, p, 0); return err },
-		"NewTreeCache":     func(p string) error { _, err := recipes.NewTreeCache(ctx, nil, p); return err },
-		"NewNodeCache":     func(p string) error { _, err := recipes.NewNodeCache(ctx, nil, p); return err },
+		"NewTreeCache":     func(p string) error { _, err := cache.NewTree(ctx, nil, p); return err },
+		"NewNodeCache":     func(p string) error { _, err := cache.NewNode(ctx, nil, p); return err },
 		"JoinGroup":        func(p string) error { _, err := recipes.JoinGroup(ctx, nil, p, "me", nil); return err },
 	}
 	for name, build := range constructors {
 		t.Run(name, func(t *testing.T) {
+			// The caches are package cache's, with its own sentinels.
+			invalid := recipes.ErrInvalidArgument
+			if strings.HasSuffix(name, "Cache") {
+				invalid = cache.ErrInvalidArgument
+			}
 			err := build("/fine")
-			if !errors.Is(err, recipes.ErrInvalidArgument) || errors.Is(err, resilience.ErrInvalidPath) {
+			if !errors.Is(err, invalid) || errors.Is(err, resilience.ErrInvalidPath) {
 				t.Errorf("nil session: %v, want ErrInvalidArgument (and not ErrInvalidPath)", err)
 			}
 			for _, bad := range []string{"", "relative", "/trailing/", "/a//b", "/a/../b"} {
 				err := build(bad)
-				if !errors.Is(err, recipes.ErrInvalidArgument) || !errors.Is(err, resilience.ErrInvalidPath) {
+				if !errors.Is(err, invalid) || !errors.Is(err, resilience.ErrInvalidPath) {
 					t.Errorf("path %q: %v, want ErrInvalidArgument and resilience.ErrInvalidPath", bad, err)
 				}
 			}
@@ -53,17 +60,17 @@ func TestConstructorsRejectBadArguments(t *testing.T) {
 		{"JoinGroup id ..", func() error { _, err := recipes.JoinGroup(ctx, nil, "/fine", "..", nil); return err }(), resilience.ErrInvalidPath, nil},
 		{"JoinGroup id .", func() error { _, err := recipes.JoinGroup(ctx, nil, "/fine", ".", nil); return err }(), resilience.ErrInvalidPath, nil},
 		{"WithConcurrency(0)", func() error {
-			_, err := recipes.NewTreeCache(ctx, nil, "/fine", recipes.WithConcurrency(0))
+			_, err := cache.NewTree(ctx, nil, "/fine", cache.WithConcurrency(0))
 			return err
-		}(), recipes.ErrInvalidOption, recipes.ErrInvalidArgument},
+		}(), cache.ErrInvalidOption, cache.ErrInvalidArgument},
 		{"WithConcurrency(-3)", func() error {
-			_, err := recipes.NewTreeCache(ctx, nil, "/fine", recipes.WithConcurrency(-3))
+			_, err := cache.NewTree(ctx, nil, "/fine", cache.WithConcurrency(-3))
 			return err
-		}(), recipes.ErrInvalidOption, recipes.ErrInvalidArgument},
+		}(), cache.ErrInvalidOption, cache.ErrInvalidArgument},
 		{"WithMaxDepth(-1)", func() error {
-			_, err := recipes.NewTreeCache(ctx, nil, "/fine", recipes.WithMaxDepth(-1))
+			_, err := cache.NewTree(ctx, nil, "/fine", cache.WithMaxDepth(-1))
 			return err
-		}(), recipes.ErrInvalidOption, recipes.ErrInvalidArgument},
+		}(), cache.ErrInvalidOption, cache.ErrInvalidArgument},
 	}
 	_, nilSession := recipes.NewDoubleBarrier(nil, "/fine", 2)
 	for _, c := range cases {
@@ -85,9 +92,15 @@ func TestConstructorsRejectBadArguments(t *testing.T) {
 		}
 	}
 	// The package's sentinels are its own.
-	for _, e := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrInvalidOption, recipes.ErrMalformedCount} {
+	for _, e := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrInvalidOption, recipes.ErrMalformedCount,
+		cache.ErrClosed, cache.ErrInvalidArgument, cache.ErrInvalidOption} {
 		if errors.Is(e, resilience.ErrClosed) || errors.Is(e, resilience.ErrInvalidPath) || errors.Is(e, resilience.ErrInvalidOption) {
 			t.Errorf("%v matches a resilience sentinel", e)
+		}
+		for _, o := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrInvalidOption, cache.ErrClosed, cache.ErrInvalidArgument, cache.ErrInvalidOption} {
+			if o != e && errors.Is(e, o) {
+				t.Errorf("%v matches another package's sentinel %v", e, o)
+			}
 		}
 	}
 }
@@ -110,11 +123,11 @@ func TestCloseThenErrClosed(t *testing.T) {
 	defer s.OnNewSession("test fence", func(context.Context) error { return nil })()
 	p := testkit.Path("/close")
 
-	tc, err := recipes.NewTreeCache(ctx, s, p, recipes.WithConcurrency(1), recipes.WithMaxDepth(0))
+	tc, err := cache.NewTree(ctx, s, p, cache.WithConcurrency(1), cache.WithMaxDepth(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := recipes.NewNodeCache(ctx, s, p)
+	nc, err := cache.NewNode(ctx, s, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,17 +142,18 @@ func TestCloseThenErrClosed(t *testing.T) {
 	closers := []struct {
 		name   string
 		close  func() error
-		events <-chan recipes.TreeEvent
+		events <-chan cache.Event
+		closed error
 	}{
-		{"TreeCache", tc.Close, tc.Events()},
-		{"NodeCache", nc.Close, nc.Events()},
-		{"Group", g.Close, g.Events()},
+		{"TreeCache", tc.Close, tc.Events(), cache.ErrClosed},
+		{"NodeCache", nc.Close, nc.Events(), cache.ErrClosed},
+		{"Group", g.Close, g.Events(), recipes.ErrClosed},
 	}
 	for _, c := range closers {
 		if err := c.close(); err != nil {
 			t.Errorf("%s.Close: %v", c.name, err)
 		}
-		if err := c.close(); !errors.Is(err, recipes.ErrClosed) {
+		if err := c.close(); !errors.Is(err, c.closed) {
 			t.Errorf("second %s.Close: %v, want ErrClosed", c.name, err)
 		}
 		deadline := time.After(10 * time.Second)

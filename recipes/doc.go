@@ -1,9 +1,6 @@
 // Package recipes holds the smaller ZooKeeper recipes, each built on a
 // resilience.Session:
 //
-//   - NodeCache and TreeCache: a local, event-driven copy of one node or
-//     of a subtree, kept current through connection loss and rebuilt on a
-//     new session (Curator's NodeCache and CuratorCache).
 //   - Group: membership under a parent node, each member an ephemeral
 //     node re-created on a new session.
 //   - Barrier and DoubleBarrier: hold waiters back until a node goes, or
@@ -11,8 +8,9 @@
 //     DistributedDoubleBarrier).
 //   - SharedCount: a counter shared with Curator's SharedCount format.
 //
-// Locks, semaphores and leader election live in packages lock and
-// election; service registration in package registry. Connection loss is
+// Caches of nodes and subtrees live in package cache; locks, semaphores
+// and leader election in packages lock and election; service registration
+// in package registry. Connection loss is
 // waited out and verified by the session, and the loss of the session an
 // ephemeral node belongs to surfaces as an error wrapping
 // resilience.ErrSessionLost.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -23,64 +24,6 @@ func servers() []string { return ens.Addrs() }
 // unique returns a path of its own for each run: the examples share the
 // ensemble with the tests and with earlier runs.
 func unique(name string) string { return fmt.Sprintf("/%s-%d", name, time.Now().UnixNano()) }
-
-func ExampleNewTreeCache() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := resilience.Connect(ctx, servers())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer s.Close()
-	root := unique("config")
-	for _, n := range []struct{ path, data string }{{"", "app"}, {"/db", "postgres"}, {"/db/pool", "10"}} {
-		if _, err := s.Create(ctx, root+n.path, []byte(n.data), 0, nil); err != nil {
-			log.Fatal(err)
-		}
-	}
-
-	cache, err := recipes.NewTreeCache(ctx, s, root, recipes.WithMaxDepth(2))
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer cache.Close()
-	show := func(e recipes.TreeEvent) {
-		if e.Type == recipes.Initialized {
-			fmt.Println(e.Type)
-			return
-		}
-		fmt.Println(e.Type, "."+strings.TrimPrefix(e.Node.Path, root), string(e.Node.Data))
-	}
-	// The initial load, level by level, then Initialized.
-	for e := range cache.Events() {
-		show(e)
-		if e.Type == recipes.Initialized {
-			break
-		}
-	}
-	// Each change, as it happens.
-	changes := []func() error{
-		func() error { _, err := s.Set(ctx, root+"/db", []byte("postgres-2"), -1); return err },
-		func() error { _, err := s.Create(ctx, root+"/cache", []byte("redis"), 0, nil); return err },
-		func() error { return s.Delete(ctx, root+"/db/pool", -1) },
-	}
-	for _, change := range changes {
-		if err := change(); err != nil {
-			log.Fatal(err)
-		}
-		show(<-cache.Events())
-	}
-	fmt.Println(cache.Len(), "nodes cached")
-	// Output:
-	// added . app
-	// added ./db postgres
-	// added ./db/pool 10
-	// initialized
-	// updated ./db postgres-2
-	// added ./cache redis
-	// removed ./db/pool 10
-	// 3 nodes cached
-}
 
 func ExampleJoinGroup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -108,7 +51,7 @@ func ExampleJoinGroup() {
 		log.Fatal(err)
 	}
 	for e := range g.Events() {
-		if e.Type == recipes.NodeAdded && e.Node.Path == workers+"/worker-8" {
+		if e.Type == cache.NodeAdded && e.Node.Path == workers+"/worker-8" {
 			break
 		}
 	}
@@ -127,7 +70,7 @@ func ExampleJoinGroup() {
 		log.Fatal(err)
 	}
 	for e := range g.Events() {
-		if e.Type == recipes.NodeRemoved && e.Node.Path == workers+"/worker-8" {
+		if e.Type == cache.NodeRemoved && e.Node.Path == workers+"/worker-8" {
 			break
 		}
 	}

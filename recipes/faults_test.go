@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -62,7 +63,7 @@ func stated(t testing.TB, s *resilience.Session, p string, depth int) map[string
 	return out
 }
 
-func snapshotStrings(snap map[string]recipes.TreeNode) map[string]string {
+func snapshotStrings(snap map[string]cache.Entry) map[string]string {
 	out := map[string]string{}
 	for p, n := range snap {
 		out[p] = nodeString(n.Data, n.Stat)
@@ -185,9 +186,9 @@ func TestFaultMatrix(t *testing.T) {
 		pRe, pNew, pGone := base+"/node-re", base+"/node-new", base+"/node-gone"
 		mustCreate(t, w.S, pRe, "n0")
 		mustCreate(t, w.S, pGone, "g0")
-		ncs := map[string]*recipes.NodeCache{}
+		ncs := map[string]*cache.Node{}
 		for _, p := range []string{pRe, pNew, pGone} {
-			nc, err := recipes.NewNodeCache(ctx, c.S, p)
+			nc, err := cache.NewNode(ctx, c.S, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +208,7 @@ func TestFaultMatrix(t *testing.T) {
 			for p, nc := range ncs {
 				converge(t, "NodeCache "+path.Base(p), stated(t, w.S, p, 0), func() map[string]string {
 					out := map[string]string{}
-					if n, ok := nc.Node(); ok {
+					if n, ok := nc.Entry(); ok {
 						out[n.Path] = nodeString(n.Data, n.Stat)
 					}
 					return out
@@ -222,7 +223,7 @@ func TestFaultMatrix(t *testing.T) {
 		for _, n := range [][2]string{{"", "t0"}, {"/a", "a0"}, {"/b", "b0"}, {"/c", "c0"}, {"/c/x", "x0"}} {
 			mustCreate(t, w.S, pt+n[0], n[1])
 		}
-		tc, err := recipes.NewTreeCache(ctx, c.S, pt)
+		tc, err := cache.NewTree(ctx, c.S, pt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,9 +236,9 @@ func TestFaultMatrix(t *testing.T) {
 			for e := range tc.Events() { // closed by tc.Close
 				vmu.Lock()
 				switch e.Type {
-				case recipes.NodeAdded, recipes.NodeUpdated:
+				case cache.NodeAdded, cache.NodeUpdated:
 					view[e.Node.Path] = nodeString(e.Node.Data, e.Node.Stat)
-				case recipes.NodeRemoved:
+				case cache.NodeRemoved:
 					delete(view, e.Node.Path)
 				}
 				vmu.Unlock()

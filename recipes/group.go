@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -23,7 +24,7 @@ import (
 type Group struct {
 	s      *resilience.Session
 	node   string
-	view   *TreeCache
+	view   *cache.Tree
 	unstep func()
 
 	mu     sync.Mutex
@@ -54,7 +55,7 @@ func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []
 		return nil, err
 	}
 	g.unstep = s.OnNewSession("group member "+node, g.publish)
-	view, err := NewTreeCache(ctx, s, p, WithMaxDepth(1))
+	view, err := cache.NewTree(ctx, s, p, cache.WithMaxDepth(1))
 	if err != nil {
 		g.mu.Lock()
 		g.closed = true
@@ -138,7 +139,7 @@ func (g *Group) Members() map[string][]byte {
 // JoinGroup first, then Initialized), changing data (NodeUpdated) and
 // leaving (NodeRemoved); the group node itself shows up too. It is the
 // group's one channel, queued for a slow reader and closed by Close.
-func (g *Group) Events() <-chan TreeEvent { return g.view.Events() }
+func (g *Group) Events() <-chan cache.Event { return g.view.Events() }
 
 // Update changes this member's data (kept for the node's re-creation on
 // a new session too). After Close it returns ErrClosed.

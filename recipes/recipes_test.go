@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/interop"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/recipes"
@@ -98,7 +99,7 @@ func TestGroupMembership(t *testing.T) {
 		select {
 		case e := <-b.Events():
 			seen = e.Node.Path == member && e.Node.Stat.EphemeralOwner == sid && string(e.Node.Data) == "alpha2" &&
-				(e.Type == recipes.NodeAdded || e.Type == recipes.NodeUpdated)
+				(e.Type == cache.NodeAdded || e.Type == cache.NodeUpdated)
 		case <-time.After(time.Until(deadline)):
 			t.Fatalf("observer never reported a's node of session %#x; it sees %q", sid, b.Members()["a"])
 		}

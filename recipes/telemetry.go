@@ -17,11 +17,9 @@ import (
 //   - zkrecipes.doublebarrier.enter and zkrecipes.doublebarrier.leave:
 //     DoubleBarrier.Enter and Leave, with zkrecipes.doublebarrier.members
 //     (the n the barrier waits for).
-//   - zkrecipes.treecache.load: NewTreeCache's (and NewNodeCache's,
-//     JoinGroup's) initial load; zkrecipes.treecache.resync: the full read
-//     after a reconnect or a new session (a root span: no caller's context
-//     asked for it). Both carry zkrecipes.treecache.nodes, the nodes cached
-//     when the read is done.
+//
+// A Group's view of its members is a cache.Tree, whose spans are package
+// cache's.
 //
 // Every span carries zkrecipes.path (the recipe's node) and ends with
 // zkrecipes.outcome (ok, canceled or error) and, for an error, error.type
@@ -31,13 +29,10 @@ const ScopeName = "github.com/zkrecipes/zkrecipes/recipes"
 
 // Span and attribute names.
 const (
-	spanBarrierWait   = "zkrecipes.barrier.wait"
-	spanDoubleEnter   = "zkrecipes.doublebarrier.enter"
-	spanDoubleLeave   = "zkrecipes.doublebarrier.leave"
-	spanTreeLoad      = "zkrecipes.treecache.load"
-	spanTreeResync    = "zkrecipes.treecache.resync"
-	keyMembers        = attribute.Key("zkrecipes.doublebarrier.members")
-	keyTreeCacheNodes = attribute.Key("zkrecipes.treecache.nodes")
+	spanBarrierWait = "zkrecipes.barrier.wait"
+	spanDoubleEnter = "zkrecipes.doublebarrier.enter"
+	spanDoubleLeave = "zkrecipes.doublebarrier.leave"
+	keyMembers      = attribute.Key("zkrecipes.doublebarrier.members")
 )
 
 // traced runs fn, an operation of one of this package's recipes, in a span

@@ -3,6 +3,7 @@ package recipes_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,21 +12,27 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// spansNamed returns the ended spans called name, of this package's scope.
+// spansNamed returns the ended spans called name, of this package's scope
+// (package cache's, for the tree cache's spans).
 func spansNamed(t testing.TB, sr *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
 	t.Helper()
+	scope := recipes.ScopeName
+	if strings.HasPrefix(name, "zkrecipes.treecache.") {
+		scope = cache.ScopeName
+	}
 	var out []sdktrace.ReadOnlySpan
 	for _, sp := range sr.Ended() {
 		if sp.Name() != name {
 			continue
 		}
-		if sc := sp.InstrumentationScope(); sc.Name != recipes.ScopeName || sc.Version != resilience.Version {
-			t.Errorf("span %s has scope %s@%s, want %s@%s", name, sc.Name, sc.Version, recipes.ScopeName, resilience.Version)
+		if sc := sp.InstrumentationScope(); sc.Name != scope || sc.Version != resilience.Version {
+			t.Errorf("span %s has scope %s@%s, want %s@%s", name, sc.Name, sc.Version, scope, resilience.Version)
 		}
 		out = append(out, sp)
 	}
@@ -180,7 +187,7 @@ func TestSpans(t *testing.T) {
 		mustCreate(t, s, p, "r")
 		mustCreate(t, s, p+"/a", "a")
 		mustCreate(t, s, p+"/a/b", "b")
-		tc, err := recipes.NewTreeCache(pctx, s, p)
+		tc, err := cache.NewTree(pctx, s, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +213,7 @@ func TestSpans(t *testing.T) {
 		// A load given up by its caller.
 		cctx, cancel := context.WithCancel(pctx)
 		cancel()
-		if _, err := recipes.NewTreeCache(cctx, s, p); err == nil {
+		if _, err := cache.NewTree(cctx, s, p); err == nil {
 			t.Fatal("NewTreeCache with a cancelled context returned nil")
 		}
 		loads = waitSpans(t, sr, "zkrecipes.treecache.load", 2)

@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/feed"
-	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -150,7 +150,7 @@ type Event struct {
 	Err      error     // for Malformed
 }
 
-// Cache follows one service's instances. It is a recipes.TreeCache of
+// Cache follows one service's instances. It is a cache.Tree of
 // depth one under the service's node (so it gets that cache's watch
 // handling, and its full resync after a reconnect or a new session), which
 // decodes each node as an instance. Reads are cheap and safe for concurrent
@@ -164,7 +164,7 @@ type Cache struct {
 	r       *Registry
 	service string
 	parent  string
-	tree    *recipes.TreeCache
+	tree    *cache.Tree
 
 	mu     sync.Mutex
 	nodes  map[string]Instance // by node name; written by translate under mu
@@ -208,7 +208,7 @@ func (r *Registry) newCache(ctx context.Context, service string) (*Cache, error)
 	if err != nil {
 		return nil, err
 	}
-	tree, err := recipes.NewTreeCache(ctx, r.s, p, recipes.WithMaxDepth(1))
+	tree, err := cache.NewTree(ctx, r.s, p, cache.WithMaxDepth(1))
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func (c *Cache) isClosed() bool {
 func (c *Cache) translate() {
 	defer c.wg.Done()
 	for e := range c.tree.Events() {
-		if e.Type == recipes.Initialized {
+		if e.Type == cache.Initialized {
 			close(c.ready)
 			continue
 		}
@@ -330,11 +330,11 @@ func (c *Cache) translate() {
 
 // digest applies one tree event to c.nodes (c.mu held) and returns what it
 // means for the service's instances.
-func (c *Cache) digest(e recipes.TreeEvent) []Event {
+func (c *Cache) digest(e cache.Event) []Event {
 	n := path.Base(e.Node.Path)
 	old, known := c.nodes[n]
 	switch e.Type {
-	case recipes.NodeAdded, recipes.NodeUpdated:
+	case cache.NodeAdded, cache.NodeUpdated:
 		in, err := DecodeAt(path.Base(c.parent), n, e.Node.Data)
 		switch {
 		case err != nil:
@@ -353,7 +353,7 @@ func (c *Cache) digest(e recipes.TreeEvent) []Event {
 			c.nodes[n] = in
 			return []Event{{Type: Updated, Node: n, Instance: in}}
 		}
-	case recipes.NodeRemoved:
+	case cache.NodeRemoved:
 		delete(c.bad, n)
 		if known {
 			delete(c.nodes, n)

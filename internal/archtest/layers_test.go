@@ -29,10 +29,11 @@ var layers = map[string]int{
 	"internal/latest":    2,
 	"internal/queue":     3,
 	"internal/hold":      4,
-	"recipes":            5,
+	"cache":              5,
+	"recipes":            6, // a Group's view is a cache.Tree
 	"lock":               5,
 	"election":           5,
-	"registry":           6, // builds its cache on recipes.TreeCache
+	"registry":           6, // builds its Cache on cache.Tree
 }
 
 type pkg struct {

@@ -1,4 +1,4 @@
-package recipes_test
+package cache_test
 
 import (
 	"bytes"
@@ -14,9 +14,9 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/znode"
-	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -63,7 +63,7 @@ func truth(t testing.TB, s *resilience.Session, root string) map[string]string {
 	return out
 }
 
-func asMap(snap map[string]recipes.TreeNode) map[string]string {
+func asMap(snap map[string]cache.Entry) map[string]string {
 	out := map[string]string{}
 	for p, n := range snap {
 		out[p] = string(n.Data)
@@ -107,25 +107,25 @@ func TestTreeCacheConvergesUnderPartitionAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := connect(t, []string{ens.Server(0).Addr()}, resilience.WithSessionTimeout(1500*time.Millisecond))
-	cache, err := recipes.NewTreeCache(ctx, cs, root)
+	tc, err := cache.NewTree(ctx, cs, root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cache.Close()
+	defer tc.Close()
 	view := map[string]string{}
 	var initialized bool
 	var vmu sync.Mutex
 	eventsDone := make(chan struct{})
 	go func() {
 		defer close(eventsDone)
-		for e := range cache.Events() {
+		for e := range tc.Events() {
 			vmu.Lock()
 			switch e.Type {
-			case recipes.NodeAdded, recipes.NodeUpdated:
+			case cache.NodeAdded, cache.NodeUpdated:
 				view[e.Node.Path] = string(e.Node.Data)
-			case recipes.NodeRemoved:
+			case cache.NodeRemoved:
 				delete(view, e.Node.Path)
-			case recipes.Initialized:
+			case cache.Initialized:
 				initialized = true
 			}
 			vmu.Unlock()
@@ -187,7 +187,7 @@ func TestTreeCacheConvergesUnderPartitionAndExpiry(t *testing.T) {
 	want := truth(t, w, root)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got := asMap(cache.Snapshot())
+		got := asMap(tc.Snapshot())
 		vmu.Lock()
 		v := map[string]string{}
 		for k, x := range view {
@@ -208,7 +208,7 @@ func TestTreeCacheConvergesUnderPartitionAndExpiry(t *testing.T) {
 	}
 	vmu.Unlock()
 	t.Logf("converged on %d nodes", len(want))
-	cache.Close()
+	tc.Close()
 	<-eventsDone
 }
 
@@ -220,12 +220,12 @@ func TestNodeCache(t *testing.T) {
 	if err := znode.EnsurePath(ctx, s, path.Dir(p)); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := recipes.NewNodeCache(ctx, s, p)
+	nc, err := cache.NewNode(ctx, s, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	next := func(want recipes.TreeEventType) recipes.TreeEvent {
+	next := func(want cache.EventType) cache.Event {
 		t.Helper()
 		for {
 			select {
@@ -238,29 +238,29 @@ func TestNodeCache(t *testing.T) {
 			}
 		}
 	}
-	next(recipes.Initialized)
-	if _, ok := nc.Node(); ok {
+	next(cache.Initialized)
+	if _, ok := nc.Entry(); ok {
 		t.Fatal("a missing node is cached")
 	}
 	if _, err := s.Create(ctx, p, []byte("v1"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if e := next(recipes.NodeAdded); string(e.Node.Data) != "v1" {
+	if e := next(cache.NodeAdded); string(e.Node.Data) != "v1" {
 		t.Fatalf("added %q", e.Node.Data)
 	}
 	if _, err := s.Set(ctx, p, []byte("v2"), -1); err != nil {
 		t.Fatal(err)
 	}
-	if e := next(recipes.NodeUpdated); string(e.Node.Data) != "v2" {
+	if e := next(cache.NodeUpdated); string(e.Node.Data) != "v2" {
 		t.Fatalf("updated %q", e.Node.Data)
 	}
-	if n, ok := nc.Node(); !ok || !bytes.Equal(n.Data, []byte("v2")) {
+	if n, ok := nc.Entry(); !ok || !bytes.Equal(n.Data, []byte("v2")) {
 		t.Fatalf("Node() = %q, %v", n.Data, ok)
 	}
 	if err := s.Delete(ctx, p, -1); err != nil {
 		t.Fatal(err)
 	}
-	next(recipes.NodeRemoved)
+	next(cache.NodeRemoved)
 	// Children of a depth-0 cache are not followed. Two updates of the
 	// node after the child was created, the second made only once the
 	// first was reported, fence the check: a cache that descended would
@@ -284,7 +284,7 @@ func TestNodeCache(t *testing.T) {
 				if e.Node.Path != p {
 					t.Fatalf("depth-0 cache reported %v of %s", e.Type, e.Node.Path)
 				}
-				done = e.Type == recipes.NodeUpdated && string(e.Node.Data) == v
+				done = e.Type == cache.NodeUpdated && string(e.Node.Data) == v
 			case <-deadline:
 				t.Fatalf("no update to %q reported", v)
 			}

@@ -1,4 +1,4 @@
-package recipes
+package cache
 
 import (
 	"context"
@@ -16,13 +16,13 @@ import (
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
-// TreeEventType says what happened to a node of a TreeCache.
-type TreeEventType int
+// EventType says what happened to a node of a Tree.
+type EventType int
 
 // Tree cache events.
 const (
 	// NodeAdded: a node appeared (or was found by the initial load).
-	NodeAdded TreeEventType = iota + 1
+	NodeAdded EventType = iota + 1
 	// NodeUpdated: a node's data changed (or it was deleted and created
 	// again between two reads).
 	NodeUpdated
@@ -35,7 +35,7 @@ const (
 
 // String returns the event type's name: added, updated, removed or
 // initialized.
-func (t TreeEventType) String() string {
+func (t EventType) String() string {
 	switch t {
 	case NodeAdded:
 		return "added"
@@ -46,25 +46,25 @@ func (t TreeEventType) String() string {
 	case Initialized:
 		return "initialized"
 	}
-	return fmt.Sprintf("TreeEventType(%d)", int(t))
+	return fmt.Sprintf("EventType(%d)", int(t))
 }
 
-// TreeNode is a cached node: its data and stat as last read.
-type TreeNode struct {
+// Entry is a cached node: its data and stat as last read.
+type Entry struct {
 	Path string  // the node's full path
 	Data []byte  // its data
 	Stat zk.Stat // its stat, read with the data
 }
 
-// TreeEvent is one change seen by a TreeCache. Node is the node's new
+// Event is one change seen by a Tree. Node is the node's new
 // state (NodeAdded, NodeUpdated) or its last known one (NodeRemoved).
-type TreeEvent struct {
-	Type TreeEventType
-	Node TreeNode // empty for Initialized
+type Event struct {
+	Type EventType
+	Node Entry // empty for Initialized
 }
 
-// TreeCacheOption configures a TreeCache.
-type TreeCacheOption func(*treeOptions)
+// Option configures a Tree.
+type Option func(*treeOptions)
 
 type treeOptions struct {
 	maxDepth    int // -1: no limit
@@ -87,26 +87,26 @@ func (o treeOptions) validate() error {
 
 // WithMaxDepth limits the cache to nodes at most depth levels below the
 // root (0: the root alone). Default: no limit. A negative depth makes
-// NewTreeCache fail with ErrInvalidOption.
-func WithMaxDepth(depth int) TreeCacheOption {
+// NewTree fail with ErrInvalidOption.
+func WithMaxDepth(depth int) Option {
 	return func(o *treeOptions) { o.maxDepth, o.depthSet = depth, true }
 }
 
 // WithConcurrency bounds the reads in flight while the cache loads or
-// reloads the subtree (default 512). A value below 1 makes NewTreeCache
+// reloads the subtree (default 512). A value below 1 makes NewTree
 // fail with ErrInvalidOption.
-func WithConcurrency(n int) TreeCacheOption {
+func WithConcurrency(n int) Option {
 	return func(o *treeOptions) { o.concurrency = n }
 }
 
-// TreeCache keeps a copy of a subtree, following it with watches: an
+// Tree keeps a copy of a subtree, following it with watches: an
 // initial load, then NodeAdded, NodeUpdated and NodeRemoved events. After a
 // reconnect and after a new session it reads the whole subtree again and
 // reports only real differences, so it converges on the ensemble's state
 // without duplicate or missing events. Reads take a shared lock. All watch
 // events arrive through one session listener: a cache of many nodes costs
 // no goroutine per node.
-type TreeCache struct {
+type Tree struct {
 	s    *resilience.Session
 	root string
 	opts treeOptions
@@ -123,7 +123,7 @@ type TreeCache struct {
 	dirtyKids map[string]bool
 	wake      chan struct{}
 
-	feed     *feed.Feed[TreeEvent]
+	feed     *feed.Feed[Event]
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -147,11 +147,11 @@ type treeEntry struct {
 	kids map[string]struct{}
 }
 
-// NewTreeCache loads the subtree at root and follows it until Close. A
+// NewTree loads the subtree at root and follows it until Close. A
 // missing root is watched for and loaded when it appears. It rejects a nil
 // session and an invalid root with an error wrapping ErrInvalidArgument,
 // and a bad option value with one wrapping ErrInvalidOption.
-func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts ...TreeCacheOption) (*TreeCache, error) {
+func NewTree(ctx context.Context, s *resilience.Session, root string, opts ...Option) (*Tree, error) {
 	if err := checkPath(root); err != nil {
 		return nil, err
 	}
@@ -165,12 +165,12 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 	if err := checkSession(s); err != nil {
 		return nil, err
 	}
-	c := &TreeCache{
+	c := &Tree{
 		s: s, root: root, opts: o,
 		nodes: map[string]*treeEntry{},
 		dataW: map[string]watchMark{}, kidsW: map[string]watchMark{},
 		dirtyData: map[string]bool{}, dirtyKids: map[string]bool{},
-		wake: make(chan struct{}, 1), feed: feed.NewFeed[TreeEvent](),
+		wake: make(chan struct{}, 1), feed: feed.NewFeed[Event](),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.unlisten = append(c.unlisten, s.AddNodeListener(c.onNodeEvent))
@@ -178,7 +178,7 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 		_ = c.Close()
 		return nil, err
 	}
-	c.feed.Push(TreeEvent{Type: Initialized})
+	c.feed.Push(Event{Type: Initialized})
 	c.unlisten = append(c.unlisten, s.AddListener(func(t resilience.Transition) {
 		if t.To == resilience.Reconnected || t.To == resilience.Connected {
 			c.wmu.Lock()
@@ -198,18 +198,18 @@ func NewTreeCache(ctx context.Context, s *resilience.Session, root string, opts 
 
 // Get returns the cached node at p. After Close it answers from the cache
 // as it was then, as do Children, Len and Snapshot.
-func (c *TreeCache) Get(p string) (TreeNode, bool) {
+func (c *Tree) Get(p string) (Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e, ok := c.nodes[p]
 	if !ok {
-		return TreeNode{}, false
+		return Entry{}, false
 	}
-	return TreeNode{Path: p, Data: e.data, Stat: e.stat}, true
+	return Entry{Path: p, Data: e.data, Stat: e.stat}, true
 }
 
 // Children returns the cached children names of p, sorted.
-func (c *TreeCache) Children(p string) []string {
+func (c *Tree) Children(p string) []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	e, ok := c.nodes[p]
@@ -225,19 +225,19 @@ func (c *TreeCache) Children(p string) []string {
 }
 
 // Len returns the number of cached nodes.
-func (c *TreeCache) Len() int {
+func (c *Tree) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.nodes)
 }
 
 // Snapshot returns a copy of every cached node, by path.
-func (c *TreeCache) Snapshot() map[string]TreeNode {
+func (c *Tree) Snapshot() map[string]Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	out := make(map[string]TreeNode, len(c.nodes))
+	out := make(map[string]Entry, len(c.nodes))
 	for p, e := range c.nodes {
-		out[p] = TreeNode{Path: p, Data: e.data, Stat: e.stat}
+		out[p] = Entry{Path: p, Data: e.data, Stat: e.stat}
 	}
 	return out
 }
@@ -245,12 +245,12 @@ func (c *TreeCache) Snapshot() map[string]TreeNode {
 // Events returns the cache's one channel of changes, in the order they
 // were applied (the same channel on every call). Events queue up for a
 // slow reader; the channel is closed by Close.
-func (c *TreeCache) Events() <-chan TreeEvent { return c.feed.C() }
+func (c *Tree) Events() <-chan Event { return c.feed.C() }
 
 // Close stops following the subtree and closes the Events channel. It
 // makes no request, so it returns at once; a second Close returns
 // ErrClosed.
-func (c *TreeCache) Close() error {
+func (c *Tree) Close() error {
 	c.closeMu.Lock()
 	defer c.closeMu.Unlock()
 	if c.closed {
@@ -265,20 +265,20 @@ func (c *TreeCache) Close() error {
 	return nil
 }
 
-func (c *TreeCache) poke() {
+func (c *Tree) poke() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (c *TreeCache) within(p string) bool {
+func (c *Tree) within(p string) bool {
 	return p == c.root || c.root == "/" || strings.HasPrefix(p, c.root+"/")
 }
 
 // onNodeEvent runs on the session's node-event goroutine: it only notes
 // which watch fired and what to read again.
-func (c *TreeCache) onNodeEvent(ev zk.Event) {
+func (c *Tree) onNodeEvent(ev zk.Event) {
 	if !c.within(ev.Path) {
 		return
 	}
@@ -307,7 +307,7 @@ func (c *TreeCache) onNodeEvent(ev zk.Event) {
 	c.poke()
 }
 
-func (c *TreeCache) loop() {
+func (c *Tree) loop() {
 	defer c.wg.Done()
 	for {
 		select {
@@ -349,13 +349,13 @@ func (c *TreeCache) loop() {
 
 // loadAll reads the whole subtree, recording on ctx's span how many nodes
 // are cached then.
-func (c *TreeCache) loadAll(ctx context.Context) error {
+func (c *Tree) loadAll(ctx context.Context) error {
 	err := c.load(ctx, []string{c.root}, true)
 	trace.SpanFromContext(ctx).SetAttributes(keyTreeCacheNodes.Int(c.Len()))
 	return err
 }
 
-func (c *TreeCache) depth(p string) int {
+func (c *Tree) depth(p string) int {
 	if p == c.root {
 		return 0
 	}
@@ -376,7 +376,7 @@ type readResult struct {
 // load reads the given nodes (data and children) and, level by level, every
 // node below them that is new (or every node, when full), with many reads
 // in flight; then it applies what it read and reports the differences.
-func (c *TreeCache) load(ctx context.Context, paths []string, full bool) error {
+func (c *Tree) load(ctx context.Context, paths []string, full bool) error {
 	level := paths
 	for len(level) > 0 {
 		results := make([]readResult, len(level))
@@ -406,7 +406,7 @@ func (c *TreeCache) load(ctx context.Context, paths []string, full bool) error {
 
 // read fetches one node's data and children, setting the watches that are
 // not already set.
-func (c *TreeCache) read(ctx context.Context, p string) readResult {
+func (c *Tree) read(ctx context.Context, p string) readResult {
 	r := readResult{p: p}
 	// A watch counts only on the session it was set on: a new session has
 	// none of the old one's.
@@ -507,7 +507,7 @@ func getW(ctx context.Context, s *resilience.Session, p string) ([]byte, zk.Stat
 }
 
 // apply records one read and returns the children to read next.
-func (c *TreeCache) apply(r readResult, full bool) []string {
+func (c *Tree) apply(r readResult, full bool) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old, known := c.nodes[r.p]
@@ -531,17 +531,17 @@ func (c *TreeCache) apply(r readResult, full bool) []string {
 		e.kids = old.kids
 	}
 	c.nodes[r.p] = e
-	node := TreeNode{Path: r.p, Data: r.data, Stat: r.stat}
+	node := Entry{Path: r.p, Data: r.data, Stat: r.stat}
 	switch {
 	case !known:
-		c.feed.Push(TreeEvent{Type: NodeAdded, Node: node})
+		c.feed.Push(Event{Type: NodeAdded, Node: node})
 		if parent := path.Dir(r.p); r.p != c.root {
 			if pe, ok := c.nodes[parent]; ok {
 				pe.kids[path.Base(r.p)] = struct{}{}
 			}
 		}
 	case old.stat.Mzxid != r.stat.Mzxid || old.stat.Czxid != r.stat.Czxid:
-		c.feed.Push(TreeEvent{Type: NodeUpdated, Node: node})
+		c.feed.Push(Event{Type: NodeUpdated, Node: node})
 	}
 	if !r.listed {
 		return nil
@@ -566,7 +566,7 @@ func (c *TreeCache) apply(r readResult, full bool) []string {
 
 // removeLocked drops p and everything below it, reporting each removal
 // (children before their parent).
-func (c *TreeCache) removeLocked(p string) {
+func (c *Tree) removeLocked(p string) {
 	e, ok := c.nodes[p]
 	if !ok {
 		return
@@ -578,25 +578,25 @@ func (c *TreeCache) removeLocked(p string) {
 	if pe, ok := c.nodes[path.Dir(p)]; ok && p != c.root {
 		delete(pe.kids, path.Base(p))
 	}
-	c.feed.Push(TreeEvent{Type: NodeRemoved, Node: TreeNode{Path: p, Data: e.data, Stat: e.stat}})
+	c.feed.Push(Event{Type: NodeRemoved, Node: Entry{Path: p, Data: e.data, Stat: e.stat}})
 }
 
-// NodeCache follows a single node: a TreeCache of depth 0, whose methods
+// Node follows a single node: a Tree of depth 0, whose methods
 // (Events, Close, ...) it has.
-type NodeCache struct {
-	*TreeCache
+type Node struct {
+	*Tree
 }
 
-// NewNodeCache loads the node at p and follows it until Close (a missing
+// NewNode loads the node at p and follows it until Close (a missing
 // node is watched for). It rejects a nil session and an invalid path with
 // an error wrapping ErrInvalidArgument.
-func NewNodeCache(ctx context.Context, s *resilience.Session, p string) (*NodeCache, error) {
-	tc, err := NewTreeCache(ctx, s, p, WithMaxDepth(0))
+func NewNode(ctx context.Context, s *resilience.Session, p string) (*Node, error) {
+	tc, err := NewTree(ctx, s, p, WithMaxDepth(0))
 	if err != nil {
 		return nil, err
 	}
-	return &NodeCache{tc}, nil
+	return &Node{tc}, nil
 }
 
-// Node returns the node as last read, and whether it exists.
-func (n *NodeCache) Node() (TreeNode, bool) { return n.Get(n.root) }
+// Entry returns the node as last read, and whether it exists.
+func (n *Node) Entry() (Entry, bool) { return n.Get(n.root) }
