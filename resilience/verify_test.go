@@ -62,8 +62,13 @@ func createAt(n func(string) string, data []byte, flags int32) func(context.Cont
 	}
 }
 
-// deleteChildren is B's removal of every node under base.
+// deleteChildren is B's removal of every node under base. It syncs
+// first: B's server may not have applied A's write yet (seen once in ~60
+// runs: create-sequential/reply/undo left A's node, B had listed none).
 func deleteChildren(ctx context.Context, b *Session, base string) error {
+	if err := b.Sync(ctx, base); err != nil {
+		return err
+	}
 	names, _, err := b.Children(ctx, base)
 	for _, c := range names {
 		if err == nil {
