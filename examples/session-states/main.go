@@ -119,6 +119,9 @@ func (d *demo) connect(servers []string, opts ...resilience.Option) (*watch, err
 	sub := s.Subscribe(sctx)
 	go func() {
 		for tr := range sub {
+			if tr.Cause == resilience.CauseCurrent {
+				continue // the state at Subscribe, printed below
+			}
 			fmt.Printf("  +%6.2fs  %-11s -> %-11s cause=%-19s session %#x -> %#x via %s (timeout %v)\n",
 				time.Since(w.t0).Seconds(), tr.From, tr.To, tr.Cause, tr.OldSessionID, tr.SessionID, tr.Server, tr.Timeout)
 			w.events <- tr

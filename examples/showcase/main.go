@@ -111,6 +111,9 @@ func run(ctx context.Context) error {
 			defer wg.Done()
 			var suspended time.Time
 			for tr := range sub {
+				if tr.Cause == resilience.CauseCurrent {
+					continue // the state at Subscribe: Connected
+				}
 				extra := ""
 				switch tr.To {
 				case resilience.Suspended:
