@@ -2,8 +2,8 @@ package cache
 
 import (
 	"errors"
-	"fmt"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -22,18 +22,8 @@ var (
 )
 
 // checkPath rejects an invalid path.
-func checkPath(p string) error {
-	if err := resilience.ValidatePath(p, false); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-	}
-	return nil
-}
+func checkPath(p string) error { return znode.CheckPath(p, ErrInvalidArgument) }
 
-// checkSession rejects a nil session. NewTree checks it after its other
-// arguments, which need no session.
-func checkSession(s *resilience.Session) error {
-	if s == nil {
-		return fmt.Errorf("%w: nil session", ErrInvalidArgument)
-	}
-	return nil
-}
+// checkSession rejects a nil session. Constructors check it after their
+// other arguments, which need no session.
+func checkSession(s *resilience.Session) error { return znode.CheckSession(s, ErrInvalidArgument) }

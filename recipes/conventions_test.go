@@ -92,12 +92,12 @@ func TestConstructorsRejectBadArguments(t *testing.T) {
 		}
 	}
 	// The package's sentinels are its own.
-	for _, e := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrInvalidOption, recipes.ErrMalformedCount,
+	for _, e := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrMalformedCount,
 		cache.ErrClosed, cache.ErrInvalidArgument, cache.ErrInvalidOption} {
 		if errors.Is(e, resilience.ErrClosed) || errors.Is(e, resilience.ErrInvalidPath) || errors.Is(e, resilience.ErrInvalidOption) {
 			t.Errorf("%v matches a resilience sentinel", e)
 		}
-		for _, o := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, recipes.ErrInvalidOption, cache.ErrClosed, cache.ErrInvalidArgument, cache.ErrInvalidOption} {
+		for _, o := range []error{recipes.ErrClosed, recipes.ErrInvalidArgument, cache.ErrClosed, cache.ErrInvalidArgument, cache.ErrInvalidOption} {
 			if o != e && errors.Is(e, o) {
 				t.Errorf("%v matches another package's sentinel %v", e, o)
 			}

@@ -2,8 +2,8 @@ package recipes
 
 import (
 	"errors"
-	"fmt"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -19,27 +19,14 @@ var (
 	// resilience.ErrInvalidPath as well), a group member id that is not a
 	// single path element, or a double barrier of fewer than one member.
 	ErrInvalidArgument = errors.New("recipes: invalid argument")
-	// ErrInvalidOption is wrapped by the error NewTreeCache returns for a
-	// bad option value (a negative depth, a concurrency below 1).
-	ErrInvalidOption = errors.New("recipes: invalid option")
 )
 
 // checkPath rejects an invalid path.
-func checkPath(p string) error {
-	if err := resilience.ValidatePath(p, false); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
-	}
-	return nil
-}
+func checkPath(p string) error { return znode.CheckPath(p, ErrInvalidArgument) }
 
 // checkSession rejects a nil session. Constructors check it after their
 // other arguments, which need no session.
-func checkSession(s *resilience.Session) error {
-	if s == nil {
-		return fmt.Errorf("%w: nil session", ErrInvalidArgument)
-	}
-	return nil
-}
+func checkSession(s *resilience.Session) error { return znode.CheckSession(s, ErrInvalidArgument) }
 
 // checkArgs rejects an invalid path and a nil session.
 func checkArgs(s *resilience.Session, p string) error {

@@ -297,14 +297,22 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			node := pg + "/faulted"
 			var data []byte
-			testkit.WaitFor(t, 20*time.Second, "the member back, owned by c's current session, with its latest data", func() bool {
-				if !testkit.OwnedBy(t, w.S, node, c.S.SessionID()) {
-					return false
+			var seen string // what the last look found, for the failure message
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				_ = w.S.Sync(ctx, node)
+				d, st, gerr := w.S.Get(ctx, node)
+				data = d
+				sid := c.S.SessionID()
+				if gerr == nil && st.EphemeralOwner == sid && (string(d) == "f1" || failed && string(d) == "f0") {
+					break
 				}
-				var gerr error
-				data, _, gerr = w.S.Get(ctx, node)
-				return gerr == nil && (string(data) == "f1" || failed && string(data) == "f0")
-			})
+				seen = fmt.Sprintf("node owner %#x, data %q, err %v; c's session %#x (%s); Update returned %v", st.EphemeralOwner, d, gerr, sid, c.S.State(), u.err)
+				if time.Now().After(deadline) {
+					t.Fatalf("after 20s: the member back, owned by c's current session, with its latest data; last seen: %s", seen)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 			latest := string(data)
 			want := map[string]string{"faulted": latest, "observer": "o0"}
 			for who, g := range map[string]*recipes.Group{"observer": gb, "faulted": ga} {

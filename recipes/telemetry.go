@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/zkrecipes/zkrecipes/internal/otelx"
 	"github.com/zkrecipes/zkrecipes/resilience"
@@ -35,14 +34,7 @@ const (
 	keyMembers      = attribute.Key("zkrecipes.doublebarrier.members")
 )
 
-// traced runs fn, an operation of one of this package's recipes, in a span
-// named name (with the recipe's path and attrs), taken from the session's
-// tracer provider, and finishes the span with fn's result.
+// traced runs fn in a span of this package's scope (see otelx.Traced).
 func traced(ctx context.Context, s *resilience.Session, name, p string, fn func(context.Context) error, attrs ...attribute.KeyValue) error {
-	tracer, _ := otelx.Instrumentation(s, nil, nil, ScopeName)
-	ctx, span := tracer.Start(ctx, name, trace.WithAttributes(append([]attribute.KeyValue{otelx.KeyPath.String(p)}, attrs...)...))
-	defer span.End()
-	err := fn(ctx)
-	otelx.Finish(span, err, nil)
-	return err
+	return otelx.Traced(ctx, s, ScopeName, name, p, fn, attrs...)
 }

@@ -188,32 +188,27 @@ func (h *Hold) confirm() {
 	}
 }
 
-func (h *Hold) lose(cause error, cleanup bool) {
+// lose ends the holding as lost, with its node marked for cleanup once
+// the same session is back if cleanup.
+func (h *Hold) lose(cause error, cleanup bool) { h.finish(cause, true, cleanup) }
+
+// end ends the holding as released by the session's close.
+func (h *Hold) end(cause error) { h.finish(cause, false, false) }
+
+func (h *Hold) finish(cause error, lost, cleanup bool) {
 	h.mu.Lock()
 	if h.ended {
 		h.mu.Unlock()
 		return
 	}
 	h.ended, h.cleanup = true, cleanup
+	if !lost {
+		h.released = true
+	}
 	h.mu.Unlock()
 	h.cancel(cause)
 	if h.onEnd != nil {
-		h.onEnd(true, cause)
-	}
-}
-
-// end ends the holding as released by the session's close.
-func (h *Hold) end(cause error) {
-	h.mu.Lock()
-	if h.ended {
-		h.mu.Unlock()
-		return
-	}
-	h.ended, h.released = true, true
-	h.mu.Unlock()
-	h.cancel(cause)
-	if h.onEnd != nil {
-		h.onEnd(false, cause)
+		h.onEnd(lost, cause)
 	}
 }
 

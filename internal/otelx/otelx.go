@@ -142,12 +142,15 @@ func Finish(span trace.Span, err error, own []Class, refusals ...error) []attrib
 	return attrs
 }
 
-// Traced runs fn in a span named name with the path attribute, and
-// finishes the span with fn's result.
-func Traced(ctx context.Context, tracer trace.Tracer, name, p string, fn func(context.Context) error, own ...Class) error {
-	ctx, span := tracer.Start(ctx, name, trace.WithAttributes(KeyPath.String(p)))
+// Traced runs fn in a span named name, from the tracer of scope in the
+// session's tracer provider, with the path attribute and attrs, and
+// finishes the span with fn's result. The span is a child of the one in
+// ctx.
+func Traced(ctx context.Context, s *resilience.Session, scope, name, p string, fn func(context.Context) error, attrs ...attribute.KeyValue) error {
+	tracer, _ := Instrumentation(s, nil, nil, scope)
+	ctx, span := tracer.Start(ctx, name, trace.WithAttributes(append([]attribute.KeyValue{KeyPath.String(p)}, attrs...)...))
 	defer span.End()
 	err := fn(ctx)
-	Finish(span, err, own)
+	Finish(span, err, nil)
 	return err
 }

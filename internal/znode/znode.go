@@ -69,3 +69,20 @@ func Create(ctx context.Context, s *resilience.Session, p string, data []byte, f
 		}
 	}
 }
+
+// CheckPath rejects an invalid path with an error wrapping both invalid
+// (the calling package's ErrInvalidArgument) and resilience.ErrInvalidPath.
+func CheckPath(p string, invalid error) error {
+	if err := resilience.ValidatePath(p, false); err != nil {
+		return fmt.Errorf("%w: %w", invalid, err)
+	}
+	return nil
+}
+
+// CheckSession rejects a nil session with an error wrapping invalid.
+func CheckSession(s *resilience.Session, invalid error) error {
+	if s == nil {
+		return fmt.Errorf("%w: nil session", invalid)
+	}
+	return nil
+}
