@@ -64,7 +64,19 @@ var (
 
 var ens *zktest.Ensemble
 
-func TestMain(m *testing.M) { testkit.Main(m, &ens, 3) }
+// childMain, set on Linux by paused_child_test.go, runs this binary as the
+// paused client of TestPausedClientIsFenced when that test started it, and
+// returns the exit code; -1 when this is not such a child.
+var childMain func() int
+
+func TestMain(m *testing.M) {
+	if childMain != nil {
+		if code := childMain(); code >= 0 {
+			os.Exit(code)
+		}
+	}
+	testkit.Main(m, &ens, 3)
+}
 
 // sessionTimeout is T, every client's session timeout.
 const sessionTimeout = 1500 * time.Millisecond

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/lock"
@@ -21,9 +20,9 @@ import (
 )
 
 // The paused client of TestPausedClientIsFenced is this test binary run
-// again as a child process, with -test.short (so testkit.Main starts no
-// ensemble of its own) and -test.run=^TestPausedChildMain$, and the
-// pausedEnv* variables saying where to connect. It holds the lock the
+// again as a child process, with the pausedEnv* variables saying where to
+// connect: TestMain then runs the child (childMain) instead of any test,
+// and starts no ensemble. It holds the lock the
 // parent's contender wants, and the parent stops it with SIGSTOP.
 //
 // The protocol is one line per message. The parent sends:
@@ -56,15 +55,17 @@ const (
 	pausedEnvPath    = "ZKRECIPES_CHAOS_PAUSED_PATH"
 )
 
-// TestPausedChildMain is the child process of TestPausedClientIsFenced;
-// run directly, it skips.
-func TestPausedChildMain(t *testing.T) {
-	if os.Getenv(pausedEnvChild) == "" {
-		t.Skip("the child process of TestPausedClientIsFenced; runs only when that test starts it")
-	}
-	if err := runPausedChild(os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stdout, "ERR %s\n", oneLine(err.Error()))
-		t.Fatal(err)
+func init() {
+	childMain = func() int {
+		if os.Getenv(pausedEnvChild) == "" {
+			return -1
+		}
+		if err := runPausedChild(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stdout, "ERR %s\n", oneLine(err.Error()))
+			fmt.Fprintln(os.Stderr, "paused child:", err)
+			return 1
+		}
+		return 0
 	}
 }
 

@@ -438,7 +438,7 @@ func startPausedChild(t *testing.T, servers []string, timeout time.Duration, loc
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.short", "-test.count=1", "-test.run=^TestPausedChildMain$")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(),
 		pausedEnvChild+"=1",
 		pausedEnvServers+"="+strings.Join(servers, ","),
