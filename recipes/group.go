@@ -8,7 +8,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/go-zookeeper/zk"
 
@@ -178,40 +177,9 @@ func (g *Group) Close() error {
 // leave deletes this member's node, within the session timeout, then in
 // the background (see Close).
 func (g *Group) leave() error {
-	life, end := context.WithCancel(context.Background())
-	lost, stop := queue.LostSignal(g.s, g.s.SessionID())
-	go func() {
-		defer stop()
-		select {
-		case <-lost: // the node went with its session
-		case <-life.Done():
-		}
-		end()
-	}()
-	ctx, cancel := context.WithTimeout(life, g.s.Timeout())
-	err := deleteOwn(ctx, g.s, g.node)
-	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && life.Err() == nil
-	cancel()
-	if !timedOut {
-		if life.Err() != nil || errors.Is(err, resilience.ErrClosed) || errors.Is(err, resilience.ErrSessionLost) {
-			err = nil // no session, no node
-		}
-		end()
-		return err
+	err := queue.Persist(g.s, g.s.SessionID(), func(ctx context.Context) error { return deleteOwn(ctx, g.s, g.node) })
+	if errors.Is(err, resilience.ErrClosed) || errors.Is(err, resilience.ErrSessionLost) {
+		return nil // no session, no node
 	}
-	go func() {
-		defer end()
-		for try := 1; life.Err() == nil; try++ {
-			if deleteOwn(life, g.s, g.node) == nil {
-				return
-			}
-			t := time.NewTimer(min(time.Duration(try)*100*time.Millisecond, time.Second))
-			select {
-			case <-life.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		}
-	}()
-	return nil
+	return err
 }

@@ -117,22 +117,37 @@ func hasPrefix(names []string, prefix string) bool {
 // closed: a node left behind on a session that lives on would block, or
 // count against, every later contender.
 func Leave(s *resilience.Session, e Entry) error {
+	return Persist(s, e.SessionID, func(ctx context.Context) error { return leaveOnce(ctx, s, e) })
+}
+
+// Persist runs once, bounded by the session timeout. If once has not
+// succeeded by then while session sid lives, Persist returns nil and keeps
+// calling it in the background (pausing 100 ms, growing to 1 s) until it
+// succeeds, or sid is lost, or the Session closes. sid being lost counts as
+// success: what once removes went with the session. It is how every
+// recipe removes a node of its own: a node left behind on a session that
+// lives on would block, or count against, everyone after it.
+func Persist(s *resilience.Session, sid int64, once func(ctx context.Context) error) error {
 	life, end := context.WithCancel(context.Background())
-	stop := onLost(s, e.SessionID, end)
+	stop := onLost(s, sid, end)
 	ctx, cancel := context.WithTimeout(life, s.Timeout())
-	err := leaveOnce(ctx, s, e)
+	err := once(ctx)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) && life.Err() == nil
 	cancel()
 	if err == nil || !timedOut {
+		lost := life.Err() != nil
 		stop()
 		end()
+		if lost {
+			return nil
+		}
 		return err
 	}
 	go func() {
 		defer end()
 		defer stop()
 		for try := 1; life.Err() == nil; try++ {
-			if leaveOnce(life, s, e) == nil {
+			if once(life) == nil {
 				return
 			}
 			t := time.NewTimer(min(time.Duration(try)*100*time.Millisecond, time.Second))
