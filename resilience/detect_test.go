@@ -2,6 +2,8 @@ package resilience
 
 import (
 	"fmt"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,17 +24,18 @@ func TestSilentServerFaultKeepsSession(t *testing.T) {
 	type fault struct {
 		name     string
 		onLeader bool // put the client on the leader (else on a follower)
+		silent   bool // the client's server answers nothing (else it is gone)
 		strike   func(t *testing.T, srv *zktest.Server, p *zktest.Proxy)
 	}
-	blackhole := fault{"blackhole", false, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.Blackhole() }}
+	blackhole := fault{"blackhole", false, true, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.Blackhole() }}
 	kill := func(t *testing.T, srv *zktest.Server, _ *zktest.Proxy) {
 		if err := srv.Kill(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	followerKill := fault{"follower-kill", false, kill}
-	requestsLost := fault{"one-way-requests-lost", false, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.BlackholeRequests() }}
-	repliesLost := fault{"one-way-replies-lost", false, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.BlackholeReplies() }}
+	followerKill := fault{"follower-kill", false, false, kill}
+	requestsLost := fault{"one-way-requests-lost", false, true, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.BlackholeRequests() }}
+	repliesLost := fault{"one-way-replies-lost", false, true, func(t *testing.T, _ *zktest.Server, p *zktest.Proxy) { p.BlackholeReplies() }}
 	pause := func(t *testing.T, srv *zktest.Server, _ *zktest.Proxy) {
 		t.Cleanup(func() {
 			if err := srv.Resume(); err != nil {
@@ -43,10 +46,10 @@ func TestSilentServerFaultKeepsSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	followerPause := fault{"follower-pause", false, pause}
-	leaderPause := fault{"leader-pause", true, pause}
-	leaderKill := fault{"leader-kill", true, kill}
-	leaderKillFromFollower := fault{"leader-kill-client-on-follower", false, func(t *testing.T, _ *zktest.Server, _ *zktest.Proxy) {
+	followerPause := fault{"follower-pause", false, true, pause}
+	leaderPause := fault{"leader-pause", true, true, pause}
+	leaderKill := fault{"leader-kill", true, false, kill}
+	leaderKillFromFollower := fault{"leader-kill-client-on-follower", false, false, func(t *testing.T, _ *zktest.Server, _ *zktest.Proxy) {
 		l, err := ens.Leader(ctxT(t, 10*time.Second))
 		if err != nil {
 			t.Fatal(err)
@@ -66,7 +69,7 @@ func TestSilentServerFaultKeepsSession(t *testing.T) {
 		{2 * time.Second, followerPause, []float64{0.1, 0.9}},
 		{2 * time.Second, requestsLost, []float64{0.5}},
 		{2 * time.Second, repliesLost, []float64{0.5}},
-		{2 * time.Second, leaderPause, []float64{0.5}},
+		{2 * time.Second, leaderPause, []float64{0.1, 0.5, 0.9}},
 		{2 * time.Second, leaderKill, []float64{0.1, 0.3, 0.5, 0.7, 0.9}},
 		{2 * time.Second, leaderKillFromFollower, []float64{0.1, 0.9}},
 		{4 * time.Second, blackhole, []float64{0.9}},
@@ -83,13 +86,40 @@ func TestSilentServerFaultKeepsSession(t *testing.T) {
 		for _, phase := range c.phases {
 			t.Run(fmt.Sprintf("T=%v/%s/phase=%.1f", c.T, c.f.name, phase), func(t *testing.T) {
 				restore(t)
-				silentFaultKeepsSession(t, c.T, phase, c.f.onLeader, c.f.strike)
+				silentFaultKeepsSession(t, c.T, phase, c.f.onLeader, c.f.silent, c.f.strike)
 			})
 		}
 	}
 }
 
-func silentFaultKeepsSession(t *testing.T, T time.Duration, phase float64, onLeader bool,
+// dialAt is one dial of a test's dialer: to where, when, and when its
+// connection closed (zero while open).
+type dialAt struct {
+	addr   string
+	at     time.Time
+	closed time.Time
+}
+
+func (d *dialAt) closedAt(mu *sync.Mutex) {
+	mu.Lock()
+	if d.closed.IsZero() {
+		d.closed = time.Now()
+	}
+	mu.Unlock()
+}
+
+// notifyConn calls closed once it is closed.
+type notifyConn struct {
+	net.Conn
+	closed func()
+}
+
+func (c *notifyConn) Close() error {
+	c.closed()
+	return c.Conn.Close()
+}
+
+func silentFaultKeepsSession(t *testing.T, T time.Duration, phase float64, onLeader, silent bool,
 	strike func(*testing.T, *zktest.Server, *zktest.Proxy)) {
 	if err := ens.WaitServing(ctxT(t, time.Minute)); err != nil {
 		t.Fatal(err)
@@ -121,7 +151,23 @@ func silentFaultKeepsSession(t *testing.T, T time.Duration, phase float64, onLea
 			link.Proxy(i).Reject() // so that the session starts on target
 		}
 	}
-	s := connect(t, link.Addrs(), WithSessionTimeout(T))
+	// Dials, by address, with when each connection closed, to see whether
+	// the client keeps trying a server that went silent.
+	var dialMu sync.Mutex
+	var dials []*dialAt
+	dialer := func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		d := &dialAt{addr: addr, at: time.Now()}
+		dialMu.Lock()
+		dials = append(dials, d)
+		dialMu.Unlock()
+		c, err := net.DialTimeout(network, addr, timeout)
+		if err != nil {
+			d.closedAt(&dialMu)
+			return nil, err
+		}
+		return &notifyConn{Conn: c, closed: func() { d.closedAt(&dialMu) }}, nil
+	}
+	s := connect(t, link.Addrs(), WithSessionTimeout(T), WithDialer(dialer))
 	link.Heal()
 	if s.Server() != link.Proxy(idx).Addr() {
 		t.Fatalf("session on %s, want %s", s.Server(), link.Proxy(idx).Addr())
@@ -160,6 +206,38 @@ func silentFaultKeepsSession(t *testing.T, T time.Duration, phase float64, onLea
 	}
 	t.Logf("T=%v: suspended %v and reconnected (same session) %v after the fault, via %s",
 		T, suspended.Sub(at).Round(time.Millisecond), back.Time.Sub(at).Round(time.Millisecond), back.Server)
+	// A server that stopped answering is not tried again for a session
+	// timeout while another may answer: each try of a silent server costs
+	// a whole handshake watch (T/3), and a client stuck in one while the
+	// others elect a new leader can miss the timeout that leader gives it.
+	if silent && !suspended.IsZero() && back.Server != link.Proxy(idx).Addr() {
+		dialMu.Lock()
+		target := link.Proxy(idx).Addr()
+		// wentSilent: since the suspension, a connection to addr closed
+		// by before, having lasted a handshake watch: that server too left
+		// a handshake unanswered.
+		wentSilent := func(addr string, before time.Time) bool {
+			for _, d := range dials {
+				if d.addr == addr && d.at.After(suspended) && !d.closed.IsZero() &&
+					d.closed.Before(before) && d.closed.Sub(d.at) >= T/3*9/10 {
+					return true
+				}
+			}
+			return false
+		}
+		for _, d := range dials {
+			if d.addr != target || !d.at.After(suspended) || !d.at.Before(suspended.Add(T*9/10)) || !d.at.Before(back.Time) {
+				continue
+			}
+			for _, other := range link.Addrs() {
+				if other != target && !wentSilent(other, d.at) {
+					t.Errorf("dialled the silent server %s again %v after suspending, before %s had been found silent too",
+						d.addr, d.at.Sub(suspended).Round(time.Millisecond), other)
+				}
+			}
+		}
+		dialMu.Unlock()
+	}
 	// Still usable, and still the same session.
 	if _, _, err := s.Exists(ctxT(t, T), "/"); err != nil {
 		t.Fatal(err)

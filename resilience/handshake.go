@@ -83,6 +83,9 @@ type connInfo struct {
 
 	mu     sync.Mutex
 	probes []int64 // issue times of recently answered probes, oldest first
+
+	silentMu sync.Mutex
+	silent   map[string]time.Time // servers that left us unanswered, and until when to try the others first
 }
 
 // limit returns the session timeout to reason with: the negotiated one, or
@@ -158,6 +161,49 @@ func (i *connInfo) cut() {
 	}
 }
 
+// cutSilent is cut for a server that stopped answering: it is also marked
+// silent (see wentSilent).
+func (i *connInfo) cutSilent() {
+	if c := i.cur.Load(); c != nil {
+		i.wentSilent(c.addr)
+		c.Conn.Close()
+	}
+}
+
+// wentSilent records that the server at addr left a handshake or a probe
+// unanswered. For the next session timeout hostList tries the other
+// servers first: a paused or hung server accepts connections and then
+// answers nothing, so each try of it costs a whole handshake watch, and a
+// client stuck in one while the rest of the ensemble elects a new leader
+// can miss the timeout the new leader gives it.
+func (i *connInfo) wentSilent(addr string) {
+	i.silentMu.Lock()
+	defer i.silentMu.Unlock()
+	if i.silent == nil {
+		i.silent = map[string]time.Time{}
+	}
+	i.silent[addr] = time.Now().Add(i.limit())
+}
+
+// answered clears addr's silent mark: it completed a handshake.
+func (i *connInfo) answered(addr string) {
+	i.silentMu.Lock()
+	defer i.silentMu.Unlock()
+	delete(i.silent, addr)
+}
+
+// isSilent reports whether addr is marked silent at now.
+func (i *connInfo) isSilent(addr string, now time.Time) bool {
+	i.silentMu.Lock()
+	defer i.silentMu.Unlock()
+	until, ok := i.silent[addr]
+	if ok && !now.Before(until) {
+		delete(i.silent, addr)
+		return false
+	}
+	return ok
+}
+
 // sniffConn passes the byte stream through, decoding the first frame the
 // server sends (the ConnectResponse) and the header of every later reply.
 // A handshake that gets no answer within a third of the timeout is cut
@@ -214,6 +260,7 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 			c.watch = time.AfterFunc(limit/3, func() {
 				if !c.answer.Load() {
 					c.silent.Store(true)
+					c.info.wentSilent(c.addr)
 					c.info.failed(fmt.Errorf("handshake with %s: no answer within %v", c.addr, limit/3))
 					c.Conn.Close()
 				}
@@ -322,6 +369,7 @@ func (c *sniffConn) absorbHandshake(p []byte) []byte {
 	}
 	c.answer.Store(true)
 	c.stopWatch()
+	c.info.answered(c.addr)
 	if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
 		c.info.sessionID.Store(r.SessionID)
 		if r.SessionID == 0 {

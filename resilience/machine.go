@@ -161,7 +161,7 @@ func (s *Session) checkDeadlines(now time.Time) {
 		// Suspend now, and cut the connection so that go-zookeeper/zk
 		// tries another server instead of waiting out its read timeout.
 		s.transition(Suspended, CauseUnresponsive, cur.sid, cur.sid, cur.server, now)
-		s.gen.info.cut()
+		s.gen.info.cutSilent()
 	case cur.state == Suspended:
 		s.presumeExpiry(now)
 	}

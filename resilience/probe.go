@@ -70,7 +70,8 @@ func (s *Session) probe(g *generation) {
 }
 
 // hostList is the HostProvider given to go-zookeeper/zk: the servers in a
-// random order, tried in turn. go-zookeeper/zk's own provider makes it
+// random order, tried in turn, skipping those marked silent
+// (connInfo.wentSilent) unless every server is. go-zookeeper/zk's own provider makes it
 // sleep a whole second after every round of servers, which can outlast a
 // short session timeout while a new leader is elected; this one waits
 // between T/20 and T/10 (at most a second) after a round in which no
@@ -107,8 +108,16 @@ func (h *hostList) Len() int {
 // short pause once every server has been tried without success.
 func (h *hostList) Next() (string, bool) {
 	h.mu.Lock()
-	srv := h.servers[h.next]
-	h.next = (h.next + 1) % len(h.servers)
+	now, n := time.Now(), len(h.servers)
+	pick := h.next // every server silent: plain rotation
+	for k := range n {
+		if j := (h.next + k) % n; !h.info.isSilent(h.servers[j], now) {
+			pick = j
+			break
+		}
+	}
+	srv := h.servers[pick]
+	h.next = (pick + 1) % n
 	h.tries++
 	pause := h.tries > len(h.servers) && (h.tries-1)%len(h.servers) == 0
 	h.mu.Unlock()

@@ -301,3 +301,46 @@ func TestHostListPausesPerRound(t *testing.T) {
 		t.Fatal("paused right after a success")
 	}
 }
+
+// TestHostListSkipsSilentServers: a server marked silent (a handshake or a
+// probe it left unanswered) is not tried again for a session timeout while
+// another server is not marked; with every server marked, the rotation is
+// the plain one; a handshake it answers clears the mark.
+func TestHostListSkipsSilentServers(t *testing.T) {
+	info := &connInfo{requested: time.Minute}
+	never := make(chan struct{})
+	h := &hostList{info: info, quit: []<-chan struct{}{never, never}}
+	if err := h.Init([]string{"a:1", "b:1", "c:1"}); err != nil {
+		t.Fatal(err)
+	}
+	info.wentSilent("b:1")
+	count := func(tries int) map[string]int {
+		seen := map[string]int{}
+		for range tries {
+			h.Connected() // no pause between rounds: this is about the order
+			srv, _ := h.Next()
+			seen[srv]++
+		}
+		return seen
+	}
+	if seen := count(9); seen["b:1"] != 0 || seen["a:1"] == 0 || seen["c:1"] == 0 {
+		t.Fatalf("with b silent, 9 tries visited %v; want a and c, never b", seen)
+	}
+	info.wentSilent("a:1")
+	info.wentSilent("c:1")
+	if seen := count(9); seen["a:1"] != 3 || seen["b:1"] != 3 || seen["c:1"] != 3 {
+		t.Fatalf("with every server silent, 9 tries visited %v; want each 3 times", seen)
+	}
+	info.answered("a:1")
+	if seen := count(4); seen["a:1"] != 4 {
+		t.Fatalf("a answered, b and c silent: 4 tries visited %v; want a only", seen)
+	}
+	short := &connInfo{requested: 20 * time.Millisecond}
+	short.wentSilent("x:1")
+	if !short.isSilent("x:1", time.Now()) {
+		t.Fatal("x not silent right after it went silent")
+	}
+	if short.isSilent("x:1", time.Now().Add(21*time.Millisecond)) {
+		t.Fatal("x still silent a session timeout after it went silent")
+	}
+}
