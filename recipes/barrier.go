@@ -122,7 +122,10 @@ func NewDoubleBarrier(s *resilience.Session, p string, n int) (*DoubleBarrier, e
 	return &DoubleBarrier{s: s, path: p, n: n, name: resilience.NewUUID()}, nil
 }
 
-// Enter blocks until n members have entered.
+// Enter blocks until n members have entered. If ctx ends first, the
+// member's node is deleted before Enter returns ctx.Err(), or, when the
+// link is silent, within a session timeout and then in the background
+// while the session lives, so a cancelled member does not stay counted.
 func (d *DoubleBarrier) Enter(ctx context.Context) error {
 	return traced(ctx, d.s, spanDoubleEnter, d.path, d.enter, keyMembers.Int(d.n))
 }
@@ -165,12 +168,13 @@ func (d *DoubleBarrier) enter(ctx context.Context) error {
 	}
 }
 
-// removeOurs deletes this member's node after its caller gave up, taking
-// at most a session timeout (the node goes with the session anyway).
+// removeOurs deletes this member's node after its caller gave up. It
+// waits at most a session timeout; if the delete has not gone through by
+// then (the link is silent), it goes on in the background while the
+// session lives, so a session that comes back from a blip does not keep
+// the node and with it the other members waiting.
 func (d *DoubleBarrier) removeOurs(ours string) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.s.Timeout())
-	defer cancel()
-	_ = deleteOwn(ctx, d.s, ours)
+	_ = queue.Persist(d.s, d.s.SessionID(), func(ctx context.Context) error { return deleteOwn(ctx, d.s, ours) })
 }
 
 // join creates this member's ephemeral node if it is not there. Its name
@@ -200,7 +204,8 @@ func members(names []string) []string {
 // Leave blocks until every member has left. The lowest-named member waits
 // for the highest; every other deletes its node and waits for the lowest,
 // so each change wakes one member (Curator's algorithm). The last one out
-// takes the ready node down.
+// takes the ready node down. If ctx ends first, the member's node is
+// deleted as for Enter, so the others' Leave does not wait for it.
 func (d *DoubleBarrier) Leave(ctx context.Context) error {
 	return traced(ctx, d.s, spanDoubleLeave, d.path, d.leave, keyMembers.Int(d.n))
 }
