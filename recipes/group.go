@@ -26,6 +26,11 @@ type Group struct {
 	view   *cache.Tree
 	unstep func()
 
+	// publishing serializes publish: Update's and the rebuild's would
+	// otherwise race, and one reading the data before the other changed
+	// it could write it last (an Update lost on a new session).
+	publishing chan struct{} // a one-slot semaphore, so a waiting ctx can end
+
 	mu     sync.Mutex
 	data   []byte
 	closed bool
@@ -49,7 +54,7 @@ func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []
 	if err := checkSession(s); err != nil {
 		return nil, err
 	}
-	g := &Group{s: s, node: node, data: data}
+	g := &Group{s: s, node: node, data: data, publishing: make(chan struct{}, 1)}
 	if err := g.publish(ctx); err != nil {
 		return nil, err
 	}
@@ -69,6 +74,12 @@ func JoinGroup(ctx context.Context, s *resilience.Session, p, id string, data []
 
 // publish creates the member node with the latest data (or updates it).
 func (g *Group) publish(ctx context.Context) error {
+	select {
+	case g.publishing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-g.publishing }()
 	g.mu.Lock()
 	data, closed := g.data, g.closed
 	g.mu.Unlock()
