@@ -86,7 +86,7 @@ func (g *Group) publish(ctx context.Context) error {
 	if closed {
 		return nil
 	}
-	for {
+	for foreign := 0; ; {
 		_, err := znode.Create(ctx, g.s, g.node, data, zk.FlagEphemeral, false)
 		if !errors.Is(err, zk.ErrNodeExists) && !errors.Is(err, resilience.ErrOutcomeUnknown) {
 			return err
@@ -100,6 +100,15 @@ func (g *Group) publish(ctx context.Context) error {
 		case err != nil:
 			return err
 		case st.EphemeralOwner != g.s.SessionID():
+			// Another session's node, or this client's previous
+			// session's, read just as the session was replaced: sync
+			// and look again before calling it another client's.
+			if foreign++; foreign < 3 {
+				if err := g.s.Sync(ctx, g.node); err != nil {
+					return err
+				}
+				continue
+			}
 			return fmt.Errorf("recipes: group member %s is held by another session (%#x)", g.node, st.EphemeralOwner)
 		case bytes.Equal(got, data):
 			return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,4 +132,36 @@ func eventually(d time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// TestGroupTwoClientsOneID: a second live client joining with an id in
+// use is refused with an error naming the other session, after looking
+// again (a stale read is not taken for another client), and the first
+// member's node is left as it was.
+func TestGroupTwoClientsOneID(t *testing.T) {
+	needZK(t)
+	ctx := ctxT(t, time.Minute)
+	p := testkit.Path("/group-one-id")
+	a := connect(t, ens.Addrs())
+	b := connect(t, ens.Addrs())
+	ga, err := recipes.JoinGroup(ctx, a, p, "m", []byte("a's"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ga.Close()
+	gb, err := recipes.JoinGroup(ctx, b, p, "m", []byte("b's"))
+	if err == nil {
+		gb.Close()
+		t.Fatal("a second client joined with an id in use")
+	}
+	if want := fmt.Sprintf("held by another session (%#x)", a.SessionID()); !strings.Contains(err.Error(), want) {
+		t.Errorf("JoinGroup with an id in use: %v; want it to say %q", err, want)
+	}
+	if err := b.Sync(ctx, p+"/m"); err != nil {
+		t.Fatal(err)
+	}
+	d, st, err := b.Get(ctx, p+"/m")
+	if err != nil || string(d) != "a's" || st.EphemeralOwner != a.SessionID() {
+		t.Errorf("the first member's node: %q owner %#x (%v); want a's, owned by %#x", d, st.EphemeralOwner, err, a.SessionID())
+	}
 }
