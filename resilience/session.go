@@ -95,6 +95,7 @@ type generation struct {
 // ("resilience: connect to [...]: no session within 10s: last error: dial
 // tcp ...: connection refused"), and wraps both ctx.Err() and that failure.
 func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, error) {
+	start := time.Now() // the wait a connect error names counts from here
 	cfg := defaultConfig()
 	for i, o := range opts {
 		if o == nil {
@@ -135,7 +136,6 @@ func Connect(ctx context.Context, servers []string, opts ...Option) (*Session, e
 	first := &snapshot{state: Connecting, changed: make(chan struct{}), published: make(chan struct{})}
 	close(first.published) // nothing to tell listeners about
 	s.snap.Store(first)
-	start := time.Now()
 	if err := s.dial(); err != nil {
 		return nil, fmt.Errorf("resilience: connect: %w", err)
 	}
