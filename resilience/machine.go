@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -204,7 +205,7 @@ func (s *Session) presumeExpiry(now time.Time) {
 
 func (s *Session) shutdown() {
 	if s.rebuildCancel != nil {
-		s.rebuildCancel()
+		s.rebuildCancel(fmt.Errorf("%w: closed before the rebuild finished", ErrClosed))
 	}
 	cur := s.snap.Load()
 	s.transition(Closed, CauseClosed, cur.sid, 0, cur.server, time.Now())

@@ -2,6 +2,7 @@ package resilience
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -63,23 +64,29 @@ func WithRebuildReport(fn func(RebuildReport)) Option {
 // runs every registered step for session sid.
 func (s *Session) startRebuild(sid int64) {
 	if s.rebuildCancel != nil {
-		s.rebuildCancel()
+		s.rebuildCancel(fmt.Errorf("%w: a new session replaced it before the rebuild finished", ErrSessionLost))
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The cancel's cause says why the rebuild was cut short, as it
+	// happened: looking at the session afterwards would see a Close that
+	// came later.
+	ctx, cancel := context.WithCancelCause(context.Background())
 	s.rebuildCancel = cancel
 	// Bind the steps' context to this session: it ends when the session does.
 	remove := s.AddListener(func(t Transition) {
-		if t.To == Lost || t.To == Closed || (t.To == Connected && t.SessionID != sid) {
-			cancel()
+		switch {
+		case t.To == Closed:
+			cancel(fmt.Errorf("%w: closed before the rebuild finished", ErrClosed))
+		case t.To == Lost || (t.To == Connected && t.SessionID != sid):
+			cancel(fmt.Errorf("%w: session %s ended before the rebuild finished", ErrSessionLost, sessionHex(sid)))
 		}
 	})
 	if !s.goTracked(func() {
 		defer remove()
-		defer cancel()
+		defer cancel(nil)
 		s.rebuild(ctx, sid)
 	}) {
 		remove()
-		cancel()
+		cancel(nil)
 	}
 }
 
@@ -100,6 +107,9 @@ func (s *Session) rebuild(ctx context.Context, sid int64) {
 	defer span.End()
 	// ended is the span's error when the session ends before the steps do.
 	ended := func() error {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
 		select {
 		case <-s.closing:
 			return fmt.Errorf("%w: closed before the rebuild finished", ErrClosed)

@@ -59,7 +59,7 @@ type Session struct {
 	gen           *generation
 	genSeq        uint64
 	lostSessionID int64
-	rebuildCancel context.CancelFunc
+	rebuildCancel context.CancelCauseFunc
 }
 
 // snapshot is an immutable view of the session, replaced on every

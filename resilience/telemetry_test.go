@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,9 +373,17 @@ func TestTelemetryRebuildCutShort(t *testing.T) {
 	rig := newOtelRig(t)
 	s := connect(t, ens.Addrs(), append(rig.options(), WithSessionTimeout(2*time.Second))...)
 	started := make(chan int64, 4)
+	var lingering atomic.Int64 // a session whose step outlives its session until Close
 	s.OnNewSession("blocks", func(ctx context.Context) error {
-		started <- s.SessionID()
+		sid := s.SessionID()
+		started <- sid
 		<-ctx.Done()
+		if sid == lingering.Load() {
+			// The rebuild cut short by the session's loss ends only
+			// after Close has begun: its span must still say the session
+			// was lost, not that the Session closed.
+			<-s.closing
+		}
 		return ctx.Err()
 	})
 	waitStarted := func(not int64) int64 {
@@ -395,6 +404,7 @@ func TestTelemetryRebuildCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := waitStarted(first)
+	lingering.Store(second)
 	if err := ens.ExpireSession(ctxT(t, 10*time.Second), second); err != nil {
 		t.Fatal(err)
 	}
