@@ -408,15 +408,29 @@ func TestTelemetryRebuildCutShort(t *testing.T) {
 	if err := ens.ExpireSession(ctxT(t, 10*time.Second), second); err != nil {
 		t.Fatal(err)
 	}
-	waitStarted(second)
+	third := waitStarted(second)
 	s.Close()
 
+	// The spans end in either order (the second session's is held until
+	// Close begins): find each by its session.
 	rebuilds := rig.spans("zkrecipes.session.rebuild")
 	if len(rebuilds) != 2 {
 		t.Fatalf("%d rebuild spans, want 2", len(rebuilds))
 	}
-	for i, want := range []string{"error.type=session_lost zkrecipes.outcome=error", "zkrecipes.outcome=canceled"} {
-		sp := rebuilds[i]
+	bySession := map[string]sdktrace.ReadOnlySpan{}
+	for _, sp := range rebuilds {
+		for _, kv := range sp.Attributes() {
+			if kv.Key == keySessionID {
+				bySession[kv.Value.AsString()] = sp
+			}
+		}
+	}
+	for i, sid := range []int64{second, third} {
+		want := []string{"error.type=session_lost zkrecipes.outcome=error", "zkrecipes.outcome=canceled"}[i]
+		sp, ok := bySession[sessionHex(sid)]
+		if !ok {
+			t.Fatalf("no rebuild span for session %s; spans for %v", sessionHex(sid), bySession)
+		}
 		var got []attribute.KeyValue
 		for _, kv := range sp.Attributes() {
 			if kv.Key == "zkrecipes.outcome" || kv.Key == "error.type" {
@@ -424,10 +438,10 @@ func TestTelemetryRebuildCutShort(t *testing.T) {
 			}
 		}
 		if attrString(got) != want {
-			t.Errorf("rebuild span %d result %s, want %s", i, attrString(got), want)
+			t.Errorf("rebuild span of session %s: result %s, want %s", sessionHex(sid), attrString(got), want)
 		}
 		if (sp.Status().Code == codes.Error) != (i == 0) {
-			t.Errorf("rebuild span %d status %v", i, sp.Status())
+			t.Errorf("rebuild span of session %s: status %v", sessionHex(sid), sp.Status())
 		}
 	}
 	for i, sp := range rig.spans("zkrecipes.session.rebuild.step") {
