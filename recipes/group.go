@@ -101,10 +101,10 @@ func (g *Group) publish(ctx context.Context) error {
 			return err
 		case st.EphemeralOwner != g.s.SessionID():
 			// Another session's node, or this client's previous
-			// session's, read just as the session was replaced: sync
+			// session's, read just as the session was replaced: settle
 			// and look again before calling it another client's.
 			if foreign++; foreign < 3 {
-				if err := g.s.Sync(ctx, g.node); err != nil {
+				if err := znode.Settle(ctx, g.s); err != nil {
 					return err
 				}
 				continue

@@ -720,10 +720,10 @@ func (g *Registration) node() (string, uint64) {
 	return g.nodePath, g.known
 }
 
-// look syncs the session's server and reads p.
+// look makes the session's server catch up and reads p.
 func (g *Registration) look(ctx context.Context, p string) ([]byte, *zk.Stat, error) {
 	s := g.r.s
-	if err := s.Sync(ctx, "/"); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		return nil, nil, err
 	}
 	return s.Get(ctx, p)

@@ -86,3 +86,22 @@ func CheckSession(s *resilience.Session, invalid error) error {
 	}
 	return nil
 }
+
+// Settle makes s's server apply every write acknowledged to any client
+// before the call, so the reads that follow see them. It sends a
+// transaction that changes nothing (a multi of one version check of "/" at
+// any version), which a server answers only after applying every earlier
+// one. A sync would not do when s is on the leader: the leader serves a
+// sync as a read, which can come back before it has applied a write that a
+// follower has already acknowledged.
+//
+// After a lost reply the check's own outcome is unknown, but the session
+// has by then settled the server it reconnected to before verifying, which
+// is all Settle is for; so that answer counts as done.
+func Settle(ctx context.Context, s *resilience.Session) error {
+	_, err := s.Multi(ctx, &zk.CheckVersionRequest{Path: "/", Version: -1})
+	if errors.Is(err, resilience.ErrOutcomeUnknown) {
+		return nil
+	}
+	return err
+}
