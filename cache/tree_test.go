@@ -37,7 +37,7 @@ func restore(t testing.TB) { testkit.Restore(t, ens) }
 func truth(t testing.TB, s *resilience.Session, root string) map[string]string {
 	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
-	if err := s.Sync(ctx, root); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/internal/timeline"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -152,7 +153,7 @@ func (su *suite) add(a *adder) {
 func (su *suite) readCounter(s *resilience.Session, v *int32) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.Sync(ctx, su.counterPath); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		return err
 	}
 	data, _, err := s.Get(ctx, su.counterPath)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/timeline"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -283,7 +284,7 @@ func (su *suite) unrecovered(obs *resilience.Session) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var missing []string
-	if err := obs.Sync(ctx, su.base+"/services"); err != nil {
+	if err := znode.Settle(ctx, obs); err != nil {
 		for _, sv := range su.regs {
 			missing = append(missing, sv.c.name)
 		}

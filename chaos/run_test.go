@@ -15,6 +15,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/timeline"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/registry"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -274,7 +275,7 @@ func (su *suite) orphanLook(obs *resilience.Session) []string {
 	var bad []string
 	for _, q := range queues {
 		p := su.base + q.path
-		if err := obs.Sync(ctx, p); err != nil {
+		if err := znode.Settle(ctx, obs); err != nil {
 			continue // the queue may not exist (yet)
 		}
 		names, _, err := obs.Children(ctx, p)
@@ -326,7 +327,7 @@ func (su *suite) cacheDiverges(view instanceView, obs *resilience.Session, obser
 		diff := func() []string {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := obs.Sync(ctx, su.base+"/services"); err != nil {
+			if err := znode.Settle(ctx, obs); err != nil {
 				return []string{"sync: " + err.Error()}
 			}
 			truth, err := observer.Instances(ctx, "api")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -74,7 +75,7 @@ func TestCampaignResignAndFailover(t *testing.T) {
 		t.Fatalf("Leader() = %q, %v", id, err)
 	}
 	// sessions[1] may not have applied sessions[2]'s create yet.
-	if err := sessions[1].Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, sessions[1]); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := es[1].Participants(ctx)
@@ -402,7 +403,7 @@ func TestSubscribeClosesWithTheSession(t *testing.T) {
 	if err := term.Resign(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Sync(ctxT(t, 10*time.Second), p); err != nil {
+	if err := znode.Settle(ctxT(t, 10*time.Second), s); err != nil {
 		t.Fatalf("the election %s should exist: %v", p, err)
 	}
 	obs, _ := New(s, p)

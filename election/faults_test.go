@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -285,7 +286,7 @@ func TestFaultMatrix(t *testing.T) {
 		if got := children(t, obs, pA); len(got) != 1 || got[0] != path.Base(toA.Path()) {
 			t.Errorf("A: candidates %v, want only o1's %s", got, path.Base(toA.Path()))
 		}
-		if err := c.S.Sync(ctx, pA); err != nil {
+		if err := znode.Settle(ctx, c.S); err != nil {
 			t.Fatal(err)
 		}
 		if id, err := eA.Leader(ctx); err != nil || id != "o1" {
@@ -334,7 +335,7 @@ func TestFaultMatrix(t *testing.T) {
 		})
 		if tC.Err() == nil {
 			notYet(t, wC, "C: c")
-			if err := c.S.Sync(ctx, pC); err != nil {
+			if err := znode.Settle(ctx, c.S); err != nil {
 				t.Fatal(err)
 			}
 			ps, err := eC.Participants(ctx)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -12,7 +13,7 @@ import (
 func czxidOf(t *testing.T, obs *resilience.Session, p string) int64 {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	if err := obs.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, obs); err != nil {
 		t.Fatalf("sync %s: %v", p, err)
 	}
 	ok, st, err := obs.Exists(ctx, p)

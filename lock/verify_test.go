@@ -11,6 +11,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -82,7 +83,7 @@ func TestGuardedAndReleaseVerify(t *testing.T) {
 				if got != guardedWant[cell] {
 					t.Errorf("Guarded: %s, want %s", got, guardedWant[cell])
 				}
-				if err := b.Sync(ctx, res); err != nil {
+				if err := znode.Settle(ctx, b); err != nil {
 					t.Fatal(err)
 				}
 				d, st, err := b.Get(ctx, res)

@@ -125,7 +125,7 @@ func wantCanceled(t testing.TB, what string, err error) {
 func exists(t testing.TB, s *resilience.Session, p string) bool {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	if err := s.Sync(ctx, p); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	if err := znode.Settle(ctx, s); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		t.Fatal(err)
 	}
 	ok, _, err := s.Exists(ctx, p)
@@ -138,7 +138,7 @@ func exists(t testing.TB, s *resilience.Session, p string) bool {
 func counterValue(t testing.TB, s *resilience.Session, p string) int32 {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	if err := s.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	data, _, err := s.Get(ctx, p)
@@ -176,7 +176,7 @@ func TestCancellationMatrix(t *testing.T) {
 		if err := setter.Set(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.S.Sync(ctx, p); err != nil { // c's server has the barrier
+		if err := znode.Settle(ctx, c.S); err != nil { // c's server has the barrier
 			t.Fatal(err)
 		}
 		b, _ := recipes.NewBarrier(c.S, p)
@@ -192,7 +192,7 @@ func TestCancellationMatrix(t *testing.T) {
 		if err := setter.Set(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.S.Sync(ctx, p); err != nil {
+		if err := znode.Settle(ctx, c.S); err != nil {
 			t.Fatal(err)
 		}
 		b, _ := recipes.NewBarrier(c.S, p)

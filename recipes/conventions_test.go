@@ -9,6 +9,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -185,7 +186,7 @@ func TestCloseThenErrClosed(t *testing.T) {
 			t.Fatal("no rebuild round after the session expired")
 		}
 	}
-	if err := s.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := s.Exists(ctx, member); err != nil || ok {
@@ -242,7 +243,7 @@ func TestGroupCloseBoundedBySessionTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 30*time.Second, "the member node to go", func() bool {
-		if err := w.Sync(ctx, member); err != nil {
+		if err := znode.Settle(ctx, w); err != nil {
 			return false
 		}
 		ok, _, err := w.Exists(ctx, member)

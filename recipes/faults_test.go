@@ -34,7 +34,7 @@ func nodeString(data []byte, st zk.Stat) string {
 func stated(t testing.TB, s *resilience.Session, p string, depth int) map[string]string {
 	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
-	if err := s.Sync(ctx, p); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	if err := znode.Settle(ctx, s); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		t.Fatalf("sync %s: %v", p, err)
 	}
 	out := map[string]string{}
@@ -300,7 +300,7 @@ func TestFaultMatrix(t *testing.T) {
 			var seen string // what the last look found, for the failure message
 			deadline := time.Now().Add(20 * time.Second)
 			for {
-				_ = w.S.Sync(ctx, node)
+				_ = znode.Settle(ctx, w.S)
 				d, st, gerr := w.S.Get(ctx, node)
 				data = d
 				sid := c.S.SessionID()
@@ -344,7 +344,7 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			// c's server must have applied the Set before the waiter
 			// looks, or it rightly sees no barrier.
-			if err := c.S.Sync(ctx, p); err != nil {
+			if err := znode.Settle(ctx, c.S); err != nil {
 				t.Fatal(err)
 			}
 			waiter, _ := recipes.NewBarrier(c.S, p)
@@ -551,7 +551,7 @@ func TestFaultMatrix(t *testing.T) {
 			testkit.WaitFor(t, 20*time.Second, "c's adds to go on after heal", func() bool { return addC.ok.Load() >= addsAtHeal+3 })
 			close(stopAdds)
 			addWG.Wait()
-			if err := w.S.Sync(ctx, pc); err != nil {
+			if err := znode.Settle(ctx, w.S); err != nil {
 				t.Fatal(err)
 			}
 			final, err := cw.Get(ctx)
@@ -588,7 +588,7 @@ func TestFaultMatrix(t *testing.T) {
 				if got != want[i] {
 					t.Errorf("TrySet on %s at version %d: %v, %v; want %v, %v", path.Base(p), before[i].Version, got.ok, got.err, want[i].ok, want[i].err)
 				}
-				if err := w.S.Sync(ctx, p); err != nil {
+				if err := znode.Settle(ctx, w.S); err != nil {
 					t.Fatal(err)
 				}
 				data, _, err := w.S.Get(ctx, p)

@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -108,7 +109,7 @@ func TestGroupUpdateRacingRebuild(t *testing.T) {
 	var seen string
 	ok := eventually(20*time.Second, func() bool {
 		sid := s.SessionID()
-		if err := w.Sync(ctx, member); err != nil {
+		if err := znode.Settle(ctx, w); err != nil {
 			seen = err.Error()
 			return false
 		}
@@ -157,7 +158,7 @@ func TestGroupTwoClientsOneID(t *testing.T) {
 	if want := fmt.Sprintf("held by another session (%#x)", a.SessionID()); !strings.Contains(err.Error(), want) {
 		t.Errorf("JoinGroup with an id in use: %v; want it to say %q", err, want)
 	}
-	if err := b.Sync(ctx, p+"/m"); err != nil {
+	if err := znode.Settle(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	d, st, err := b.Get(ctx, p+"/m")

@@ -9,6 +9,7 @@ import (
 	"github.com/zkrecipes/zkrecipes/internal/queue"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -78,7 +79,7 @@ func TestJoinBindsEntryToCreatingSession(t *testing.T) {
 	}
 
 	// The node's owner, as another client sees it.
-	if err := b.Sync(ctx, e.Path); err != nil {
+	if err := znode.Settle(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	ok, st, err := b.Exists(ctx, e.Path)
@@ -114,7 +115,7 @@ func TestJoinBindsEntryToCreatingSession(t *testing.T) {
 	default:
 		t.Fatalf("release: %v", err)
 	}
-	if err := b.Sync(ctx, e.Path); err != nil {
+	if err := znode.Settle(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := b.Exists(ctx, e.Path); err != nil || ok {

@@ -12,6 +12,7 @@ import (
 	"github.com/zkrecipes/zkrecipes/cache"
 	"github.com/zkrecipes/zkrecipes/internal/interop"
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -75,7 +76,7 @@ func TestGroupMembership(t *testing.T) {
 		var owner int64
 		var data []byte
 		if sid != old {
-			if err := sb.Sync(ctx, member); err != nil {
+			if err := znode.Settle(ctx, sb); err != nil {
 				t.Fatal(err)
 			}
 			if d, st, err := sb.Get(ctx, member); err == nil {
@@ -308,7 +309,7 @@ func TestSharedCount(t *testing.T) {
 	wg.Wait()
 	// s may sit on a server that has not applied the last add yet: reads
 	// are not linearizable across servers, so sync before reading.
-	if err := s.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := c.Get(ctx); v.Value != 48 {
@@ -348,7 +349,7 @@ func TestSharedCountInterop(t *testing.T) {
 		// The write may have gone through another server: sync first.
 		// (Curator's read starts with a create, which syncs it; Kazoo's
 		// driver syncs before reading.)
-		if err := gs.Sync(ctx, p); err != nil {
+		if err := znode.Settle(ctx, gs); err != nil {
 			t.Fatal(err)
 		}
 		if v, err := c.Get(ctx); err != nil || v.Value != want {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 )
 
@@ -53,7 +54,7 @@ func TestSharedCountSubscribe(t *testing.T) {
 	// A subscriber from another session, which must read after the write:
 	// its first value is the current one, not the seed.
 	s := connect(t, ens.Addrs())
-	if err := s.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	sc, err := recipes.NewSharedCount(ctx, s, p, 0)

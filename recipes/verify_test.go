@@ -8,6 +8,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/recipes"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
@@ -48,7 +49,7 @@ func TestSharedCountAddVerifies(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := a.Sync(ctx, p); err != nil {
+				if err := znode.Settle(ctx, a); err != nil {
 					t.Fatal(err)
 				}
 				fired := in.Arm(m, func(r wirefault.Request) bool { return r.Op == wirefault.OpSetData && r.Path == p })
@@ -94,7 +95,7 @@ func TestSharedCountAddVerifies(t *testing.T) {
 				case errors.Is(r.err, resilience.ErrOutcomeUnknown):
 					answer = "unknown"
 				}
-				if err := b.Sync(ctx, p); err != nil {
+				if err := znode.Settle(ctx, b); err != nil {
 					t.Fatal(err)
 				}
 				final, err := cb.Get(ctx)

@@ -14,6 +14,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -36,7 +37,7 @@ func contents(t testing.TB, ins []Instance) []string {
 func truth(t testing.TB, r *Registry, service string) []Instance {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	if err := r.s.Sync(ctx, r.base); err != nil && !errors.Is(err, zk.ErrNoNode) {
+	if err := znode.Settle(ctx, r.s); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		t.Fatal(err)
 	}
 	ins, err := r.Instances(ctx, service)

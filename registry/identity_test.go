@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -32,7 +33,7 @@ func identityWindow(t *testing.T) time.Duration {
 func stat(t testing.TB, s *resilience.Session, p string) ([]byte, *zk.Stat) {
 	t.Helper()
 	ctx := ctxT(t, 10*time.Second)
-	if err := s.Sync(ctx, "/"); err != nil {
+	if err := znode.Settle(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 	d, st, err := s.Get(ctx, p)
@@ -91,7 +92,7 @@ func deletions(t testing.TB, s *resilience.Session, p string) (stop func() int) 
 	return func() int {
 		// Watch events reach the client before the reply to a later
 		// request of its session.
-		if err := s.Sync(ctxT(t, 10*time.Second), "/"); err != nil {
+		if err := znode.Settle(ctxT(t, 10*time.Second), s); err != nil {
 			t.Error(err)
 		}
 		cancel()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zkrecipes/zkrecipes/internal/interop"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 )
 
 // A Java ServiceDiscovery (Curator) reads what Go registered, and Go reads
@@ -55,7 +56,7 @@ func TestInteropWithCuratorDiscovery(t *testing.T) {
 	sameFields(t, "Go instance read by Curator", byID["go-1"], mine)
 
 	// Go's view of both, once Go's server has applied Curator's write.
-	if err := r.s.Sync(ctx, r.base); err != nil {
+	if err := znode.Settle(ctx, r.s); err != nil {
 		t.Fatal(err)
 	}
 	ins, err := r.Instances(ctx, "echo")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -39,7 +40,7 @@ func TestNewNodeLearnedOnlyFromOwnSession(t *testing.T) {
 	}
 	defer r.Close()
 	p := path.Join(base, "api", "host-1")
-	if err := a.Sync(ctx, "/"); err != nil {
+	if err := znode.Settle(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	fired := in.Arm(wirefault.LoseRequest, func(q wirefault.Request) bool { return q.Op == wirefault.OpExists && q.Path == p })

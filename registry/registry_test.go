@@ -15,6 +15,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -43,7 +44,7 @@ func waitInstances(t testing.TB, r *Registry, service string, want map[string]in
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if err := r.s.Sync(ctxT(t, 5*time.Second), r.base); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := znode.Settle(ctxT(t, 5*time.Second), r.s); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			t.Fatal(err)
 		}
 		ins, err := r.Instances(ctxT(t, 10*time.Second), service)
@@ -660,7 +661,7 @@ func TestWritesAfterExpiryMakeOneNode(t *testing.T) {
 	nodes := func() []string {
 		// obs may be on another server than s: catch up with the leader
 		// before reading.
-		if err := obs.Sync(ctx, path.Join(base, "svc")); err != nil {
+		if err := znode.Settle(ctx, obs); err != nil {
 			t.Fatal(err)
 		}
 		names, _, err := obs.Children(ctx, path.Join(base, "svc"))

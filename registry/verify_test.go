@@ -10,6 +10,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/wirefault"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -175,7 +176,7 @@ func TestRegistryVerifyMatrix(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-					if err := a.Sync(ctx, "/"); err != nil {
+					if err := znode.Settle(ctx, a); err != nil {
 						t.Fatal(err)
 					}
 					fired := in.Arm(modes[m], func(q wirefault.Request) bool { return q.Op == c.op && q.Path == p })

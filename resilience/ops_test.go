@@ -63,7 +63,7 @@ func TestProtectedCreateReplyLost(t *testing.T) {
 	if r.path != node {
 		t.Fatalf("got path %s, node is %s", r.path, node)
 	}
-	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+	if err := settleFor(ctxT(t, 5*time.Second), obs); err != nil {
 		t.Fatal(err)
 	}
 	names, _, err := obs.Children(ctxT(t, 5*time.Second), base)
@@ -108,7 +108,7 @@ func TestEphemeralCreateDuringOutageEndingInExpiry(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrSessionLost) {
 		t.Fatalf("create during the outage: %v, want ErrSessionLost", err)
 	}
-	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+	if err := settleFor(ctxT(t, 5*time.Second), obs); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/eph"); err != nil || ok {
@@ -156,7 +156,7 @@ func TestQueuedEphemeralCreateDoesNotLandOnNewSession(t *testing.T) {
 	if err := <-errc; !errors.Is(err, ErrSessionLost) {
 		t.Fatalf("queued create: %v, want ErrSessionLost (the request must reach the new session for this test)", err)
 	}
-	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+	if err := settleFor(ctxT(t, 5*time.Second), obs); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := obs.Exists(ctxT(t, 5*time.Second), base+"/queued"); err != nil || ok {
@@ -280,7 +280,7 @@ func TestVerifyAfterConnectionLoss(t *testing.T) {
 		_, err := s.Multi(ctx, &zk.CreateRequest{Path: q, Data: []byte("x")}, &zk.SetDataRequest{Path: base, Data: []byte("y"), Version: 0})
 		return err
 	}, func() bool { ok, _, _ := obs.Exists(context.Background(), q); return ok })
-	if err := obs.Sync(ctxT(t, 5*time.Second), base); err != nil {
+	if err := settleFor(ctxT(t, 5*time.Second), obs); err != nil {
 		t.Fatal(err)
 	}
 	if d, st, err := obs.Get(ctxT(t, 5*time.Second), base); err != nil || string(d) != "y" || st.Version != 1 {
@@ -481,7 +481,7 @@ func TestWatchesResetAfterReconnect(t *testing.T) {
 	// answers requests sent after it, so a few round trips later any
 	// spurious event on the other node would already be here.
 	for i := 0; i < 3; i++ {
-		if err := s.Sync(ctx, base); err != nil {
+		if err := settleFor(ctx, s); err != nil {
 			t.Fatal(err)
 		}
 	}

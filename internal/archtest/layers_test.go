@@ -23,7 +23,7 @@ var layers = map[string]int{
 	"internal/timeline":  0,
 	"internal/interop":   0,
 	"resilience":         1,
-	"internal/testkit":   2,
+	"internal/testkit":   3, // settles reads with internal/znode
 	"internal/znode":     2,
 	"internal/otelx":     2,
 	"internal/latest":    2,

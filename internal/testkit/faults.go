@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -156,11 +157,11 @@ func ForEachFault(t *testing.T, ens *zktest.Ensemble, timeout time.Duration, bod
 }
 
 // OwnedBy reports whether p exists and is an ephemeral of session sid, as
-// obs sees the ensemble after a sync.
+// obs sees the ensemble after znode.Settle.
 func OwnedBy(t testing.TB, obs *resilience.Session, p string, sid int64) bool {
 	t.Helper()
 	ctx := Ctx(t, 10*time.Second)
-	if err := obs.Sync(ctx, p); err != nil {
+	if err := znode.Settle(ctx, obs); err != nil {
 		return false
 	}
 	ok, st, err := obs.Exists(ctx, p)

@@ -21,6 +21,7 @@ import (
 	"github.com/go-zookeeper/zk"
 	"go.uber.org/goleak"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
@@ -132,14 +133,15 @@ func Path(base string) string {
 	return fmt.Sprintf("%s/%d-%d", base, time.Now().UnixNano(), seq.Add(1))
 }
 
-// Children lists p's children (nil when p does not exist), after a sync:
+// Children lists p's children (nil when p does not exist), after
+// znode.Settle:
 // reads are served by the session's own server, which may not yet have
 // applied another session's write.
 func Children(t testing.TB, s *resilience.Session, p string) []string {
 	t.Helper()
 	ctx := Ctx(t, 10*time.Second)
-	if err := s.Sync(ctx, p); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		t.Fatalf("sync %s: %v", p, err)
+	if err := znode.Settle(ctx, s); err != nil {
+		t.Fatalf("settle before listing %s: %v", p, err)
 	}
 	names, _, err := s.Children(ctx, p)
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
