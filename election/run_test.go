@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -350,6 +351,9 @@ func TestRunGivesTheTerm(t *testing.T) {
 	}
 	if w := <-waited; w != g.term {
 		t.Errorf("WaitLeading returned %v, Run's term is %v", w, g.term)
+	}
+	if err := znode.Settle(ctx, obs); err != nil {
+		t.Fatal(err)
 	}
 	if ok, _, err := obs.Exists(ctx, data); err != nil || !ok {
 		t.Errorf("the guarded write is not there: %v, %v", ok, err)
