@@ -146,3 +146,55 @@ func BenchmarkCacheLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdate measures one Registration.Update (which reads the node
+// after settling its server, then writes it conditionally) against the
+// floor in the same loop: one plain Set of the same data on a direct
+// go-zookeeper/zk connection to the same server.
+func BenchmarkUpdate(b *testing.B) {
+	needZK(b)
+	srv := ens.Server(0)
+	s := connect(b, []string{srv.DirectAddr()})
+	base := basePath()
+	r, _ := New(s, base)
+	defer r.Close()
+	ctx := context.Background()
+	inst := instance("svc", "u", 1000)
+	g, err := r.Register(ctx, inst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Unregister(ctx)
+	raw, _, err := zk.Connect([]string{srv.DirectAddr()}, 10*time.Second, zk.WithLogInfo(false))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	rawNode := base + "/raw"
+	data := mustJSON(b, inst)
+	if _, err := raw.Create(rawNode, data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		b.Fatal(err)
+	}
+	if l, err := ens.Leader(ctx); err == nil {
+		b.Logf("server %d, leader %v", srv.ID(), l == srv)
+	}
+	var rawT, updT time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		inst.Payload = []byte(fmt.Sprintf(`{"n":%d}`, i))
+		d := mustJSON(b, inst)
+		t0 := time.Now()
+		if _, err := raw.Set(rawNode, d, -1); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := g.Update(ctx, inst); err != nil {
+			b.Fatal(err)
+		}
+		rawT += t1.Sub(t0)
+		updT += time.Since(t1)
+	}
+	b.ReportMetric(float64(rawT.Microseconds())/float64(b.N), "raw-us")
+	b.ReportMetric(float64(updT.Microseconds())/float64(b.N), "update-us")
+	b.ReportMetric(float64(updT)/float64(rawT), "ratio")
+}
