@@ -13,6 +13,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/zkrecipes/zkrecipes/internal/testkit"
+	"github.com/zkrecipes/zkrecipes/internal/znode"
 	"github.com/zkrecipes/zkrecipes/resilience"
 )
 
@@ -355,6 +356,9 @@ func TestHolderStepsDownBeforeNextHolder(t *testing.T) {
 			}
 			if _, err := l.Guarded(ctxT(t, 10*time.Second), &zk.SetDataRequest{Path: res, Data: []byte("stale"), Version: -1}); !errors.Is(err, ErrLeaseLost) {
 				t.Errorf("guarded write from a lost lease: %v, want ErrLeaseLost", err)
+			}
+			if err := znode.Settle(ctxT(t, 10*time.Second), waiterS); err != nil {
+				t.Fatal(err)
 			}
 			if d, _, _ := waiterS.Get(ctxT(t, 10*time.Second), res); string(d) != "new holder" {
 				t.Errorf("a lost lease's guarded write applied: %q", d)
