@@ -156,7 +156,10 @@ func BenchmarkUpdate(b *testing.B) {
 	srv := ens.Server(0)
 	s := connect(b, []string{srv.DirectAddr()})
 	base := basePath()
-	r, _ := New(s, base)
+	r, err := New(s, base)
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer r.Close()
 	ctx := context.Background()
 	inst := instance("svc", "u", 1000)
@@ -175,6 +178,7 @@ func BenchmarkUpdate(b *testing.B) {
 	if _, err := raw.Create(rawNode, data, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		b.Fatal(err)
 	}
+	defer func() { _ = raw.Delete(rawNode, -1) }()
 	if l, err := ens.Leader(ctx); err == nil {
 		b.Logf("server %d, leader %v", srv.ID(), l == srv)
 	}
