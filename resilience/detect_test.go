@@ -1,12 +1,14 @@
 package resilience
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
 	"github.com/zkrecipes/zkrecipes/zktest"
 )
 
@@ -244,5 +246,157 @@ func silentFaultKeepsSession(t *testing.T, T time.Duration, phase float64, onLea
 	}
 	if got := s.SessionID(); got != id {
 		t.Fatalf("session %#x, want %#x", got, id)
+	}
+}
+
+// A leader paused (SIGSTOP) past the session timeout while the other two
+// servers elect a new leader expires every session in its own tracker on
+// resuming, and can answer a reconnect waiting in its socket "expired"
+// before it notices it lost the leadership, while the new leader still
+// holds the session and its ephemeral node. The client must not take that
+// answer as final: it asks another server, resumes the session there, and
+// the ephemeral stays. Each round puts the client's handshake on the paused
+// leader (its path to the followers refused until the resume) and resumes
+// the leader as soon as a new one is serving; whether the old leader
+// answers before it steps down is a race, so the rounds go on until it has
+// happened twice (a hold-back counted) and every round must keep the session.
+func TestPausedLeaderExpiredAnswerNotFinal(t *testing.T) {
+	needZK(t)
+	restore(t)
+	const T = 1500 * time.Millisecond
+	heldRounds := 0
+	for round := 1; round <= 8 && heldRounds < 2; round++ {
+		if pausedLeaderRound(t, round, T) {
+			heldRounds++
+		}
+		if t.Failed() {
+			return
+		}
+	}
+	if heldRounds == 0 {
+		t.Fatal("in no round did the resumed leader answer the reconnect \"expired\": the test did not exercise the fault")
+	}
+}
+
+// pausedLeaderRound runs one round and reports whether an "expired" answer
+// was held back in it.
+func pausedLeaderRound(t *testing.T, round int, T time.Duration) bool {
+	ctx := ctxT(t, 2*time.Minute)
+	leader := settledLeader(t, ctx)
+	link, err := ens.NewLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	var followers []*zktest.Server
+	for i, srv := range ens.Servers() {
+		if srv != leader {
+			followers = append(followers, srv)
+			link.Proxy(i).Reject() // the client reaches the leader only
+		}
+	}
+	s, err := Connect(ctx, link.Addrs(), WithSessionTimeout(T))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rec := record(s)
+	id := s.SessionID()
+	node := fmt.Sprintf("/paused-leader-%d-%d", round, time.Now().UnixNano())
+	if _, err := s.Create(ctx, node, nil, zk.FlagEphemeral, nil); err != nil {
+		t.Fatal(err)
+	}
+	info := &s.snap.Load().gen.info
+	held := info.held.Load()
+
+	if err := leader.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			link.Heal()
+			if err := leader.Resume(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer resume()
+	// Resume as soon as a follower leads: the old leader's deadline for
+	// the session (its last touch before the pause plus T) has passed by
+	// then, since detection alone takes syncLimit ticks (2s) > T, and the
+	// new leader has just given the session a fresh timeout.
+	for newLeader := false; !newLeader; {
+		if time.Since(paused) > 30*time.Second {
+			t.Fatal("no new leader within 30s of pausing the old one")
+		}
+		for _, f := range followers {
+			if m, err := f.Mode(ctx); err == nil && m == "leader" {
+				newLeader = true
+			}
+		}
+		if !newLeader {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if since := time.Since(paused); since <= T {
+		t.Fatalf("new leader %v after the pause, within the session timeout: the old leader would not expire the session", since)
+	}
+	resume()
+	at := time.Now()
+
+	back := rec.waitFor(t, 3*T+10*time.Second, "the session back, or lost", func(tr Transition) bool {
+		return tr.To == Reconnected || tr.To == Lost
+	})
+	heldNow := info.held.Load() - held
+	t.Logf("round %d: resumed the old leader %v after pausing it; %v later: %v via %s; expired answers held back: %d",
+		round, at.Sub(paused).Round(time.Millisecond), back.Time.Sub(at).Round(time.Millisecond), back.To, back.Server, heldNow)
+	if back.To != Reconnected || back.SessionID != id {
+		t.Errorf("round %d: after resuming the old leader: %v; transitions %v; want Reconnected with session %#x (the new leader holds it)",
+			round, back, rec.all(), id)
+		return heldNow > 0
+	}
+	ok, stat, err := s.Exists(ctxT(t, 10*time.Second), node)
+	if err != nil || !ok || stat.EphemeralOwner != id {
+		t.Errorf("round %d: ephemeral %s after the resume: stat %+v, err %v; want it owned by %#x", round, node, stat, err, id)
+	}
+	return heldNow > 0
+}
+
+// settledLeader waits until every server serves and exactly one of them
+// leads, twice in a row a few ticks apart (a leader resumed from a pause
+// can report itself leader for a moment after the others moved on), and
+// returns that one.
+func settledLeader(t *testing.T, ctx context.Context) *zktest.Server {
+	t.Helper()
+	var last *zktest.Server
+	for {
+		var leader *zktest.Server
+		leaders := 0
+		for _, srv := range ens.Servers() {
+			m, err := srv.Mode(ctx)
+			if err != nil {
+				leaders = -1
+				break
+			}
+			if m == "leader" {
+				leader = srv
+				leaders++
+			}
+		}
+		if leaders == 1 && leader == last {
+			return leader
+		}
+		last = nil
+		if leaders == 1 {
+			last = leader
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no settled leader: %v", ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
 	}
 }

@@ -23,6 +23,10 @@ type handshakeReply struct {
 
 var errShortHandshake = errors.New("resilience: truncated ConnectResponse")
 
+// errHeldBack fails a handshake whose "session expired" answer is held
+// back until another server confirms it (see connInfo.holdBack).
+var errHeldBack = errors.New("resilience: answered session expired; asking another server before believing it")
+
 // parseConnectResponse decodes a ConnectResponse frame body (the bytes after
 // the 4-byte length prefix).
 func parseConnectResponse(b []byte) (handshakeReply, error) {
@@ -86,6 +90,12 @@ type connInfo struct {
 
 	silentMu sync.Mutex
 	silent   map[string]time.Time // servers that left us unanswered, and until when to try the others first
+
+	heldMu   sync.Mutex
+	heldSID  int64        // the session whose first "expired" answer was held back (see holdBack)
+	heldAddr string       // the server that gave it
+	heldAt   time.Time    // and when
+	held     atomic.Int64 // answers held back so far (for tests)
 }
 
 // limit returns the session timeout to reason with: the negotiated one, or
@@ -192,6 +202,44 @@ func (i *connInfo) answered(addr string) {
 	delete(i.silent, addr)
 }
 
+// holdBack reports whether an "expired" answer from addr to a handshake
+// resuming session sid should be held back from go-zookeeper/zk, which
+// takes any such answer as final, while another server is asked.
+//
+// A server can answer "expired" for a session the ensemble still holds:
+// a leader paused (SIGSTOP, a long GC pause) for longer than the session
+// timeout, while the other servers elected a new leader that revalidated
+// the session, expires every session in its own tracker on resuming and
+// answers a reconnect waiting in its socket before it notices it is no
+// longer leader. The new leader still has the session and its ephemerals.
+// So the first "expired" answer for a session is held back, and the server
+// that gave it is tried last; the answer stands once a different server
+// says the same, or the same server says it again a third of the timeout
+// later (a standalone server, or the only one reachable). A real expiry is
+// reported one handshake later in an ensemble, and up to a third of the
+// timeout later with one server. Holding the answer back never lets a
+// holder act on a lost session: the session stays suspended, and the
+// loss policies already count from the last contact.
+func (i *connInfo) holdBack(sid int64, addr string, now time.Time) bool {
+	i.heldMu.Lock()
+	defer i.heldMu.Unlock()
+	hold := addr == i.heldAddr && now.Sub(i.heldAt) < i.limit()/3
+	if i.heldSID != sid {
+		i.heldSID, i.heldAddr, i.heldAt, hold = sid, addr, now, true
+	}
+	if hold {
+		i.held.Add(1)
+	}
+	return hold
+}
+
+// resumed forgets a held-back answer: a handshake succeeded.
+func (i *connInfo) resumed() {
+	i.heldMu.Lock()
+	i.heldSID, i.heldAddr = 0, ""
+	i.heldMu.Unlock()
+}
+
 // isSilent reports whether addr is marked silent at now.
 func (i *connInfo) isSilent(addr string, now time.Time) bool {
 	i.silentMu.Lock()
@@ -234,11 +282,14 @@ type sniffConn struct {
 	watchMu sync.Mutex
 	watch   *time.Timer // cuts a handshake left unanswered
 
+	reqSID atomic.Int64 // the session the ConnectRequest asked to resume (0: a new one)
+
 	// Write side, touched only by the writing goroutine.
 	sentHandshake bool
 
 	// Read side, touched only by the reading goroutine.
 	handshook bool
+	heldBack  bool   // the ConnectResponse said "expired" and is held back (see connInfo.holdBack)
 	hdr       []byte // the ConnectResponse, or the current reply's header so far
 	skip      int    // body bytes left to skip in the current frame
 }
@@ -269,6 +320,9 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 		}
 		if len(p) >= 16 {
 			p = withZxid(p, 8, c.info.lastZxid.Load())
+		}
+		if len(p) >= 28 { // ..., timeOut, sessionId
+			c.reqSID.Store(int64(binary.BigEndian.Uint64(p[20:28])))
 		}
 	case len(p) >= 20 && binary.BigEndian.Uint32(p[8:12]) == opSetWatches:
 		// length, xid, opcode, relativeZxid, ...
@@ -303,6 +357,13 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.absorb(p[:n])
+	}
+	if c.heldBack {
+		// go-zookeeper/zk keeps the session's id and password after a
+		// failed handshake that is not an expiry, and dials the next
+		// server.
+		c.Conn.Close()
+		return 0, errHeldBack
 	}
 	if err != nil && !c.handshook && !c.silent.Load() {
 		c.info.failed(fmt.Errorf("handshake with %s: %w", c.addr, err))
@@ -369,8 +430,18 @@ func (c *sniffConn) absorbHandshake(p []byte) []byte {
 	}
 	c.answer.Store(true)
 	c.stopWatch()
+	r, err := parseConnectResponse(c.hdr[4:])
+	if sid := c.reqSID.Load(); err == nil && r.SessionID == 0 && sid != 0 && c.info.holdBack(sid, c.addr, time.Now()) {
+		c.heldBack, c.handshook, c.hdr = true, true, nil
+		c.info.wentSilent(c.addr) // ask the others first
+		c.info.failed(fmt.Errorf("handshake with %s: %w", c.addr, errHeldBack))
+		return nil
+	}
 	c.info.answered(c.addr)
-	if r, err := parseConnectResponse(c.hdr[4:]); err == nil {
+	if err == nil {
+		if r.SessionID != 0 {
+			c.info.resumed()
+		}
 		c.info.sessionID.Store(r.SessionID)
 		if r.SessionID == 0 {
 			// Expired: go-zookeeper/zk starts its next session from zxid 0.

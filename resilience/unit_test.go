@@ -344,3 +344,36 @@ func TestHostListSkipsSilentServers(t *testing.T) {
 		t.Fatal("x still silent a session timeout after it went silent")
 	}
 }
+
+// The rule for believing an "expired" answer to a reconnect: the first for
+// a session is held back; a second from another server stands; the same
+// server again stands only a third of the timeout after the first; a
+// successful handshake starts over.
+func TestHoldBackExpiredAnswer(t *testing.T) {
+	info := &connInfo{requested: 3 * time.Second}
+	t0 := time.Unix(1000, 0)
+	steps := []struct {
+		sid  int64
+		addr string
+		at   time.Duration
+		want bool
+	}{
+		{7, "a", 0, true},                       // first: held back
+		{7, "a", 500 * time.Millisecond, true},  // same server, soon: still held
+		{7, "b", 600 * time.Millisecond, false}, // another server agrees: stands
+		{7, "a", 2 * time.Second, false},        // same server a third of T later: stands
+		{8, "a", 2 * time.Second, true},         // another session: held back again
+	}
+	for i, st := range steps {
+		if got := info.holdBack(st.sid, st.addr, t0.Add(st.at)); got != st.want {
+			t.Errorf("step %d (session %d from %s at +%v): held back %v, want %v", i, st.sid, st.addr, st.at, got, st.want)
+		}
+	}
+	info.resumed()
+	if !info.holdBack(8, "a", t0.Add(3*time.Second)) {
+		t.Error("after a successful handshake, the next expired answer for the session was not held back")
+	}
+	if got := info.held.Load(); got != 4 {
+		t.Errorf("held %d answers, want 4", got)
+	}
+}
