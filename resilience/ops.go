@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -600,7 +601,15 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 	if size > maxPacket {
 		return nil, fmt.Errorf("zookeeper multi: %w: about %d bytes", ErrDataTooLarge, size)
 	}
+	// A try abandoned by a cancelled caller runs on (see Session.call), so
+	// what a try found is published under resMu and read under it.
+	var resMu sync.Mutex
 	var res []zk.MultiResponse
+	publish := func(r []zk.MultiResponse) {
+		resMu.Lock()
+		res = r
+		resMu.Unlock()
+	}
 	err := s.do(ctx, bound, func(sn *snapshot, amb *ambiguity) (err error) {
 		conn := sn.gen.conn
 		if amb != nil {
@@ -612,13 +621,14 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 			case err != nil:
 				return err
 			case ran != nil:
-				res = ran
+				publish(ran)
 				return nil
 			case !notRun:
 				return unknown("no op of the transaction shows whether it ran")
 			}
 		}
-		res, err = conn.Multi(ops...)
+		res, err := conn.Multi(ops...)
+		publish(res)
 		if err == nil && bound && conn.SessionID() != sn.sid {
 			// Sent on the session after the one it was meant for: take its
 			// ephemeral nodes off again (see checkOwner).
@@ -633,6 +643,11 @@ func (s *Session) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, er
 		}
 		return err
 	}, nil)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("zookeeper multi: %w", err) // a try may still be running
+	}
+	resMu.Lock()
+	defer resMu.Unlock()
 	if err != nil {
 		return res, fmt.Errorf("zookeeper multi: %w", err)
 	}

@@ -502,3 +502,51 @@ func TestWatchesResetAfterReconnect(t *testing.T) {
 		t.Fatal("the untouched node's watch was not re-armed")
 	}
 }
+
+// A Multi whose caller gives up while its try is in flight returns the
+// context's error and no responses, while the abandoned try runs on and
+// lands (Close waits for it). The try used to write the responses that
+// Multi returned after giving up, a data race the race detector reported
+// once in a chaos run (registry's settle gave up on a Multi that then
+// answered); this test runs the same interleaving but, with the old code,
+// the detector did not flag it in three runs: it checks the contract, and
+// the fix rests on the try publishing its responses under a lock.
+func TestMultiAbandonedByItsCaller(t *testing.T) {
+	needZK(t)
+	link, err := ens.NewLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	s, err := Connect(ctxT(t, 30*time.Second), link.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p := testPath(t, s)
+	obs := connect(t, ens.Addrs())
+	link.SetLatency(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res, err := s.Multi(ctx, &zk.CreateRequest{Path: p + "/a", Data: []byte("x")})
+	if !errors.Is(err, context.DeadlineExceeded) || res != nil {
+		t.Fatalf("Multi given up after 100ms, behind 300ms of latency: %v, %v; want no responses and context.DeadlineExceeded", res, err)
+	}
+	// The abandoned try lands: watch for it from another session (opened
+	// before), so that nothing this session does orders the try's end after
+	// Multi's return.
+	waitFor := ctxT(t, 30*time.Second)
+	for {
+		ok, _, err := obs.Exists(waitFor, p+"/a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
