@@ -7,9 +7,11 @@ TIMEOUT  ?= 40m
 .PHONY: test demo deps deps-zk fmt-check vet staticcheck unit bench chaos
 
 ## test: install what is missing, then gofmt check, go vet, staticcheck and the race-enabled tests against real ZooKeeper
-## (one package at a time: each starts its own 3-node ensemble, and the fault tests are timing-sensitive on 2 cores)
+## (TEST_P packages at a time, 2 by default: each package starts its own 3-node ensemble on its own ports,
+## so no two packages share a server; TEST_P=1 runs them one at a time)
+TEST_P ?= 2
 test: deps fmt-check vet staticcheck
-	$(GO) test -race -count=1 -p 1 -timeout $(TIMEOUT) $(PKGS)
+	$(GO) test -race -count=1 -p $(TEST_P) -timeout $(TIMEOUT) $(PKGS)
 
 ## demo: the main job. Without ZK_SERVERS each program starts a local 3-node ensemble
 ## behind fault proxies; with ZK_SERVERS only the programs that need no faults run.

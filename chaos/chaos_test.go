@@ -129,6 +129,28 @@ func TestChaos(t *testing.T) {
 	for _, f := range res.unmet {
 		t.Errorf("not exercised: %s", f)
 	}
+	if t.Failed() {
+		keepServerLogs(t, dir)
+	}
+}
+
+// keepServerLogs copies each server's whole log into dir, where it
+// outlives the ensemble's work directory: a failed run's last log lines
+// rarely tell a real session expiry from a stale answer.
+func keepServerLogs(t *testing.T, dir string) {
+	for _, srv := range ens.Servers() {
+		data, err := os.ReadFile(srv.LogPath())
+		if err != nil {
+			t.Logf("server %d log: %v", srv.ID(), err)
+			continue
+		}
+		dst := filepath.Join(dir, fmt.Sprintf("server-%d.log", srv.ID()))
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			t.Logf("server %d log: %v", srv.ID(), err)
+			continue
+		}
+		t.Logf("server %d log: %s", srv.ID(), dst)
+	}
 }
 
 // writeTimeline writes tl as dir/chaos-timeline.html and .svg and returns
