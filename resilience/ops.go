@@ -250,15 +250,17 @@ func (s *Session) Create(ctx context.Context, p string, data []byte, flags int32
 		switch {
 		case !mode.ephemeral:
 		case err == nil:
-			s.removeAbandoned(sn, created)
+			s.removeAbandoned(sn.sid, created)
 		case isConnLoss(err) && !mode.sequential:
 			// The reply was lost and the caller left: remove the node if
 			// this call made it, once the session is back.
-			if cur, err := s.await(context.Background(), sn.sid); err == nil {
-				if got, st, err := cur.gen.conn.Get(p); err == nil && st.EphemeralOwner == sn.sid && st.Czxid > amb.since && bytes.Equal(got, data) {
-					s.removeAbandoned(cur, p)
+			s.cleanUp(sn.sid, p, func(cur *snapshot) (string, error) {
+				got, st, err := cur.gen.conn.Get(p)
+				if err == nil && st.EphemeralOwner == sn.sid && st.Czxid > amb.since && bytes.Equal(got, data) {
+					return p, nil
 				}
-			}
+				return "", err
+			})
 		}
 	})
 	if err != nil {
@@ -394,20 +396,23 @@ func (s *Session) CreateProtectedSession(ctx context.Context, id, p string, data
 	}, func(sn *snapshot, _ *ambiguity, err error) {
 		switch {
 		case err == nil:
-			s.removeAbandoned(sn, created)
+			var bound int64
+			if mode.ephemeral {
+				bound = owner
+			}
+			s.removeAbandoned(bound, created)
 		case isConnLoss(err), errors.Is(err, ErrSessionLost):
 			// The reply was lost and the caller left, or the session the
 			// node was meant for ended first: find the node, if it was
 			// made, on whatever session is current once one is back
 			// (go-zookeeper/zk may have sent the request on the next
 			// session), and remove it. Nobody else uses this prefix.
-			if cur, err := s.await(context.Background(), 0); err == nil {
-				if err := settle(cur.gen.conn); err == nil {
-					if found, _ := findPrefixed(cur.gen.conn, parent, prefix); found != "" {
-						s.removeAbandoned(cur, found)
-					}
+			s.cleanUp(0, full, func(cur *snapshot) (string, error) {
+				if err := settle(cur.gen.conn); err != nil {
+					return "", err
 				}
-			}
+				return findPrefixed(cur.gen.conn, parent, prefix)
+			})
 		}
 	})
 	if err != nil {
@@ -446,14 +451,49 @@ func (s *Session) checkOwner(sn *snapshot, p string) error {
 	return fmt.Errorf("%w: session %s ended while creating %s", ErrSessionLost, sessionHex(sn.sid), p)
 }
 
-// removeAbandoned deletes an ephemeral node whose create completed after
-// its caller gave up.
-func (s *Session) removeAbandoned(sn *snapshot, p string) {
+// removeAbandoned deletes a node whose create completed after its caller
+// gave up. bound, if not zero, is the session that owns the (ephemeral)
+// node: once it is lost, so is the node.
+func (s *Session) removeAbandoned(bound int64, p string) {
 	if p == "" {
 		return
 	}
-	if err := sn.gen.conn.Delete(p, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		s.log.Warn("zookeeper: could not remove node of a cancelled create", "path", p, "error", err)
+	s.cleanUp(bound, p, func(*snapshot) (string, error) { return p, nil })
+}
+
+// cleanUp removes the node that find names (none if it names ""), for a
+// call whose caller has gone. A connection lost on the way does not end it:
+// it waits for the connection to come back and starts over, so that a node
+// left by an abandoned create is not left for good (on a session that
+// lives on it would block, or count against, every later contender of a
+// queue). It stops once the node is gone, the Session closes, or session
+// bound (if not zero) is lost, which takes the node with it. Any other
+// error is logged with what, the path the cleanup is for.
+func (s *Session) cleanUp(bound int64, what string, find func(cur *snapshot) (string, error)) {
+	var b *backoff
+	for {
+		cur, err := s.await(context.Background(), bound)
+		if err != nil {
+			return // closed, or bound was lost
+		}
+		var p string
+		p, err = find(cur)
+		if err == nil && p != "" {
+			err = cur.gen.conn.Delete(p, -1)
+		}
+		if err == nil || errors.Is(err, zk.ErrNoNode) {
+			return
+		}
+		if !isConnLoss(err) {
+			s.log.Warn("zookeeper: could not remove node of a cancelled create", "path", what, "error", err)
+			return
+		}
+		if b == nil {
+			b = s.newBackoff()
+		}
+		if b.wait(context.Background(), s.closing) != nil {
+			return
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/zkrecipes/zkrecipes/internal/wirefault"
 )
 
 // A protected create whose reply is lost to a dropped connection ends with
@@ -548,5 +549,62 @@ func TestMultiAbandonedByItsCaller(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A protected create whose caller gives up before the reply arrives is
+// undone when the create lands, and a connection lost under that cleanup's
+// delete does not end it: the delete is sent again once the session is
+// back. The cleanup used to make one attempt, so a connection drop at that
+// moment left the node on a session that lived on (a chaos run found three
+// such lease nodes taking a semaphore's slots).
+func TestAbandonedCreateCleanupSurvivesConnectionLoss(t *testing.T) {
+	needZK(t)
+	restore(t)
+	link, err := ens.NewLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	in := wirefault.New()
+	t.Cleanup(in.Release)
+	obs := connect(t, ens.Addrs())
+	base := testPath(t, obs)
+	a := connect(t, link.Addrs(), WithDialer(in.Dial), WithSessionTimeout(4*time.Second))
+	old := a.SessionID()
+	fired := in.Arm(wirefault.LoseRequest, func(r wirefault.Request) bool {
+		return r.Op == wirefault.OpDelete && strings.HasPrefix(r.Path, base+"/")
+	})
+	link.SetLatency(300 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := a.CreateProtected(ctx, base+"/lock-", nil, zk.FlagEphemeralSequential, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("create given up after 100ms, behind 300ms of latency: %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case <-fired:
+	case <-ctxT(t, 30*time.Second).Done():
+		t.Fatal("the cleanup's delete was never sent; the scenario did not happen")
+	}
+	link.SetLatency(0)
+	in.Release()
+	// The node was made (the cleanup tried to delete it) and must go while
+	// its session lives on.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		names, _, err := obs.Children(ctxT(t, 10*time.Second), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %v of the abandoned create still there 15s after its cleanup lost the connection (session %s is %v)", names, sessionHex(a.SessionID()), a.State())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a.SessionID() != old {
+		t.Fatalf("session changed from %s to %s: the node went with it, not with the cleanup", sessionHex(old), sessionHex(a.SessionID()))
 	}
 }
