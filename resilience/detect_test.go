@@ -400,3 +400,68 @@ func settledLeader(t *testing.T, ctx context.Context) *zktest.Server {
 		}
 	}
 }
+
+// A probe issued on a connection that then broke does not count against the
+// next one. The machine used to suspend a session the moment a server
+// resumed it whenever the probe's goroutine had not yet heard that its
+// request failed (or the probe had waited in go-zookeeper/zk's queue
+// through the outage): under load it cut two live servers that way right
+// after a leader was killed, marked both silent, and lost the session with
+// a quorum in reach. Here the probe's goroutine is held once its request
+// fails with the first connection, until the session has been resumed on
+// another server for T/6: the resumed connection must not be cut.
+func TestProbeFromBrokenConnectionDoesNotCutTheNext(t *testing.T) {
+	needZK(t)
+	link, err := ens.NewLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	const T = 2 * time.Second
+	s := connect(t, link.Addrs(), WithSessionTimeout(T))
+	rec := record(s)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	answered := make(chan struct{}, 1)
+	var once sync.Once
+	hook := func(err error) {
+		if err == nil {
+			select {
+			case answered <- struct{}{}:
+			default:
+			}
+			return
+		}
+		once.Do(func() {
+			close(held)
+			select {
+			case <-release:
+			case <-time.After(30 * time.Second):
+			}
+		})
+	}
+	s.testHookProbed.Store(&hook)
+	defer close(release)
+	first := s.Server()
+	link.ProxyFor(first).Blackhole()
+	select {
+	case <-held:
+	case <-ctxT(t, 30*time.Second).Done():
+		t.Fatalf("no probe failed with the blackholed connection; transitions: %v", rec.all())
+	}
+	resumed := rec.waitFor(t, 30*time.Second, "the session resumed on another server", func(tr Transition) bool {
+		return tr.To == Reconnected && tr.Server != first
+	})
+	time.Sleep(T / 6) // the stale probe, if counted, cuts at once
+	release <- struct{}{}
+	select {
+	case <-answered:
+	case <-ctxT(t, 30*time.Second).Done():
+		t.Fatal("no probe answered after the reconnect")
+	}
+	for _, tr := range rec.all() {
+		if tr.Time.After(resumed.Time) && tr.To == Suspended {
+			t.Fatalf("the resumed connection to %s was cut: %v (transitions: %v)", resumed.Server, tr, rec.all())
+		}
+	}
+}

@@ -25,12 +25,22 @@ const (
 )
 
 // probeOverdue returns when the current connection counts as unresponsive.
+//
+// A probe issued before the latest handshake (ackedAt is at least its send
+// time) does not count as out: it was sent on a connection since broken,
+// whose failure its goroutine has yet to hear of, or it waited in
+// go-zookeeper/zk's queue through the outage and goes out after the
+// handshake. Counting it would suspend a session the moment a server
+// resumed it, and mark that server silent, under a load that merely
+// delayed the probe's goroutine, until every server in reach was marked
+// and the session expired while the client kept away from them.
 func probeOverdue(info *connInfo) time.Time {
 	t := info.limit()
-	if at := info.probeAt.Load(); at != 0 {
+	acked := info.ackedAt.Load()
+	if at := info.probeAt.Load(); at != 0 && at > acked {
 		return time.Unix(0, at).Add(t / probeGrace)
 	}
-	return time.Unix(0, info.ackedAt.Load()).Add(t/probeEvery + t/probeGrace)
+	return time.Unix(0, acked).Add(t/probeEvery + t/probeGrace)
 }
 
 // probe issues liveness probes on g's connection for as long as g is in
@@ -52,6 +62,9 @@ func (s *Session) probe(g *generation) {
 			issued := time.Now()
 			g.info.probeAt.Store(issued.UnixNano())
 			_, err := g.conn.Sync("/")
+			if hook := s.testHookProbed.Load(); hook != nil {
+				(*hook)(err)
+			}
 			g.info.probeAt.Store(0)
 			switch {
 			case err == nil:

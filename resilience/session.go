@@ -54,6 +54,9 @@ type Session struct {
 
 	// testHookTry, set only by tests, runs before each try of an operation.
 	testHookTry func(*snapshot)
+	// testHookProbed, set only by tests, runs when a liveness probe has its
+	// answer, before the probe is marked done.
+	testHookProbed atomic.Pointer[func(error)]
 
 	// Owned by the machine goroutine.
 	gen           *generation
