@@ -443,11 +443,19 @@ func (s *Session) checkOwner(sn *snapshot, p string) error {
 	if conn.SessionID() == sn.sid {
 		return nil
 	}
-	if ok, st, err := conn.Exists(p); err == nil && ok && st.EphemeralOwner != sn.sid {
-		if err := conn.Delete(p, st.Version); err != nil && !errors.Is(err, zk.ErrNoNode) {
-			s.log.Warn("zookeeper: could not remove ephemeral node created on a later session", "path", p, "error", err)
+	// The node, if it is still there, belongs to the later session (any
+	// node of sn's went with it): remove it before the caller hears, so
+	// that a retry does not find two nodes of its own.
+	// Only a node of the session the connection is on when it is found is
+	// removed: that one is this call's (a node of a session lost since
+	// went with it).
+	s.cleanUp(0, p, func(cur *snapshot) (string, error) {
+		ok, st, err := cur.gen.conn.Exists(p)
+		if err != nil || !ok || st.EphemeralOwner == sn.sid || st.EphemeralOwner != cur.gen.conn.SessionID() {
+			return "", err
 		}
-	}
+		return p, nil
+	})
 	return fmt.Errorf("%w: session %s ended while creating %s", ErrSessionLost, sessionHex(sn.sid), p)
 }
 
@@ -472,12 +480,11 @@ func (s *Session) removeAbandoned(bound int64, p string) {
 func (s *Session) cleanUp(bound int64, what string, find func(cur *snapshot) (string, error)) {
 	var b *backoff
 	for {
-		cur, err := s.await(context.Background(), bound)
-		if err != nil {
+		cur := s.awaitSession(bound)
+		if cur == nil {
 			return // closed, or bound was lost
 		}
-		var p string
-		p, err = find(cur)
+		p, err := find(cur)
 		if err == nil && p != "" {
 			err = cur.gen.conn.Delete(p, -1)
 		}
@@ -493,6 +500,31 @@ func (s *Session) cleanUp(bound int64, what string, find func(cur *snapshot) (st
 		}
 		if b.wait(context.Background(), s.closing) != nil {
 			return
+		}
+	}
+}
+
+// awaitSession waits for a session to use, without a deadline: session
+// bound if that is not zero. It returns nil once the Session closes or a
+// session other than bound is established. Unlike await it waits through
+// Lost and Connecting even with a bound, since go-zookeeper/zk may already
+// be on a session that the state machine has yet to take in.
+func (s *Session) awaitSession(bound int64) *snapshot {
+	for {
+		sn := s.snap.Load()
+		switch {
+		case sn.state == Closed:
+			return nil
+		case sn.state.HasSession():
+			if bound != 0 && sn.sid != bound {
+				return nil
+			}
+			return sn
+		}
+		select {
+		case <-sn.changed:
+		case <-s.closing:
+			return nil
 		}
 	}
 }
