@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,7 @@ var (
 	duration = flag.Duration("chaos.duration", 40*time.Second, "how long to inject faults (at least one full cycle of every kind is injected)")
 	seed     = flag.Uint64("chaos.seed", 1, "seed of the fault schedule")
 	outDir   = flag.String("chaos.out", "", "directory for chaos-timeline.html and chaos-timeline.svg (default: os.TempDir()/zkrecipes-chaos-<seed>)")
+	kindFlag = flag.String("chaos.kinds", "", "inject only these fault kinds (comma-separated; default every kind), to chase one kind's failure")
 	bugFlag  = flag.String("chaos.bug", "", "make workloads ignore their loss signal on long holdings (lock, semaphore, term) or one short-lane client lock a path of its own (short-lock), to watch the checker catch it: comma-separated")
 )
 
@@ -100,6 +102,15 @@ func TestChaos(t *testing.T) {
 		duration: *duration,
 		seed:     *seed,
 		coverage: true,
+	}
+	for _, k := range strings.Split(*kindFlag, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		if !slices.Contains(faultKinds, k) {
+			t.Fatalf("-chaos.kinds: unknown %q (want some of %s)", k, strings.Join(faultKinds, ", "))
+		}
+		cfg.kinds = append(cfg.kinds, k)
 	}
 	for _, b := range strings.Split(*bugFlag, ",") {
 		switch strings.TrimSpace(b) {

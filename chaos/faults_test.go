@@ -219,13 +219,22 @@ func (su *suite) inject(kind string, v *client) {
 	su.tl.AddFault(timeline.Window{Label: kind, Start: rec.start, End: rec.end, Target: rec.target})
 }
 
+// faultKinds returns the kinds the seeded cycle injects.
+func (c config) faultKinds() []string {
+	if len(c.kinds) > 0 {
+		return c.kinds
+	}
+	return faultKinds
+}
+
 // cycle is the default schedule: rounds of a seeded shuffle of every kind,
 // until ctx ends and at least one full round has been injected.
 func (su *suite) cycle(ctx context.Context, obs *resilience.Session) {
+	kinds := su.cfg.faultKinds()
 	var round []string
-	for n := 0; ctx.Err() == nil || n < len(faultKinds); n++ {
+	for n := 0; ctx.Err() == nil || n < len(kinds); n++ {
 		if len(round) == 0 {
-			round = append([]string(nil), faultKinds...)
+			round = append([]string(nil), kinds...)
 			su.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
 		}
 		kind := round[0]

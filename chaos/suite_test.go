@@ -101,6 +101,9 @@ type config struct {
 	// coverage asserts the fault kinds and the workloads' progress.
 	coverage bool
 	bugs     bugs
+	// kinds, if set, are the fault kinds the seeded cycle injects (and
+	// coverage asks for) instead of every kind.
+	kinds []string
 	// schedule, if set, replaces the seeded cycle of faults; it must return
 	// by the time ctx ends.
 	schedule func(su *suite, ctx context.Context)
